@@ -125,8 +125,8 @@ class FasterWhisperAsr:
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
         )[0]
         ids = result.sequences_ids[0]
-        n_gen = max(1, len(ids))
-        avg_logprob = result.scores[0] / n_gen if result.scores else 0.0
+        # CTranslate2 scores are already length-normalised (length_penalty=1).
+        avg_logprob = result.scores[0] if result.scores else 0.0
         if result.no_speech_prob > self.options.no_speech_threshold and \
                 avg_logprob < self.options.log_prob_threshold:
             return []

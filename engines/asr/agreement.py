@@ -1,0 +1,157 @@
+"""LocalAgreement-2 streaming policy over any ``Asr`` (after whisper_streaming / WhisperLiveKit).
+
+The buffer of the current phrase is re-transcribed on each update; a word is committed once two
+consecutive hypotheses agree on it, and committed words are never emitted again. The audio
+buffer is trimmed at the end of a committed sentence so each update stays short. The policy is
+pure apart from the one ``asr.transcribe`` call, so it is tested with a scripted Asr."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from babelcall.engines.base import Asr
+from babelcall.realtime.types import Word
+
+_SENTENCE_END = re.compile(r"[.!?。！？]['\"”)]*$")
+
+
+def _norm(word: Word) -> str:
+    return re.sub(r"[^\w]", "", word.text.lower())
+
+
+def ends_sentence(word: Word) -> bool:
+    return bool(_SENTENCE_END.search(word.text.strip()))
+
+
+class HypothesisBuffer:
+    """Holds the uncommitted tail of the last hypothesis and commits what the next one confirms."""
+
+    def __init__(self) -> None:
+        self.tail: list[Word] = []  # previous hypothesis, after what is committed
+        self._new: list[Word] = []
+        self.last_committed_end = 0.0
+        self._recent: list[Word] = []  # last committed words, to cut seam repeats
+
+    def insert(self, words: list[Word], offset: float) -> None:
+        shifted = [w.shifted(offset) for w in words]
+        new = [w for w in shifted if w.start > self.last_committed_end - 0.1]
+        # Drop an n-gram at the seam that repeats the end of what is already committed.
+        if new and self._recent and abs(new[0].start - self.last_committed_end) < 1.0:
+            for n in range(min(5, len(self._recent), len(new)), 0, -1):
+                if [_norm(w) for w in self._recent[-n:]] == [_norm(w) for w in new[:n]]:
+                    new = new[n:]
+                    break
+        self._new = new
+
+    def flush(self) -> list[Word]:
+        """Commit the longest common prefix of the previous and the new hypothesis."""
+        committed: list[Word] = []
+        while self._new and self.tail and _norm(self._new[0]) == _norm(self.tail[0]):
+            word = self._new.pop(0)
+            self.tail.pop(0)
+            committed.append(word)
+        self._commit(committed)
+        self.tail = self._new
+        self._new = []
+        return committed
+
+    def commit_all(self) -> list[Word]:
+        words, self.tail = self.tail, []
+        self._commit(words)
+        return words
+
+    def commit_until(self, t: float) -> list[Word]:
+        """Force-commit tail words that end by ``t`` (bounded lag on run-on speech)."""
+        k = 0
+        while k < len(self.tail) and self.tail[k].end <= t:
+            k += 1
+        words, self.tail = self.tail[:k], self.tail[k:]
+        self._commit(words)
+        return words
+
+    def _commit(self, words: list[Word]) -> None:
+        if words:
+            self.last_committed_end = words[-1].end
+            self._recent = (self._recent + words)[-5:]
+
+
+class OnlineAsr:
+    """One speaker's phrase-by-phrase streaming recognition (per-session state)."""
+
+    def __init__(self, asr: Asr, *, language: str, task: str = "transcribe",
+                 max_buffer_s: float = 15.0, prompt_chars: int = 200) -> None:
+        if max_buffer_s < 3:
+            raise ValueError("max_buffer_s must be at least 3 s")
+        self.asr = asr
+        self.language = language
+        self.task = task
+        self.max_buffer_s = max_buffer_s
+        self.prompt_chars = prompt_chars
+        self.rate = asr.sample_rate
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._offset = 0.0  # stream time of the buffer's first sample
+        self._hyp = HypothesisBuffer()
+        self._committed: list[Word] = []  # recent committed words, for the decoder prompt
+
+    @property
+    def buffer_end(self) -> float:
+        return self._offset + len(self._audio) / self.rate
+
+    @property
+    def partial(self) -> list[Word]:
+        return list(self._hyp.tail)
+
+    def start(self, at: float, pcm: np.ndarray | None = None) -> None:
+        """Begin a phrase at stream time ``at`` (the VAD onset, padded)."""
+        self._audio = np.zeros(0, dtype=np.float32) if pcm is None else pcm.astype(np.float32)
+        self._offset = at
+        self._hyp = HypothesisBuffer()
+        self._hyp.last_committed_end = at
+
+    def insert_audio(self, pcm: np.ndarray) -> None:
+        self._audio = np.concatenate([self._audio, np.asarray(pcm, dtype=np.float32)])
+
+    def process(self) -> list[Word]:
+        """Transcribe the buffer; return the newly committed words."""
+        words = self.asr.transcribe(self._audio, language=self.language,
+                                    prompt=self._prompt(), task=self.task)
+        self._hyp.insert(words, self._offset)
+        committed = self._hyp.flush()
+        if len(self._audio) / self.rate > self.max_buffer_s:
+            committed += self._hyp.commit_until(self.buffer_end - 3.0)
+        self._remember(committed)
+        self._trim(committed)
+        return committed
+
+    def finish(self) -> list[Word]:
+        """End of phrase: everything pending is committed at once."""
+        committed = self._hyp.commit_all()
+        self._remember(committed)
+        self._audio = np.zeros(0, dtype=np.float32)
+        return committed
+
+    def _prompt(self) -> str:
+        """Committed text that lies before the buffer: words inside it are still in the audio,
+        and prompting with them makes Whisper skip them."""
+        before = "".join(w.text for w in self._committed if w.end <= self._offset + 0.05)
+        return before[-self.prompt_chars:]
+
+    def _remember(self, words: list[Word]) -> None:
+        self._committed = (self._committed + words)[-200:]
+
+    def _trim(self, committed: list[Word]) -> None:
+        """Cut the audio after the last committed sentence end (or, on a long buffer, after the
+        last committed word) so the next update re-reads only the open sentence."""
+        cut = None
+        for word in committed:
+            if ends_sentence(word):
+                cut = word.end
+        if cut is None and len(self._audio) / self.rate > self.max_buffer_s and committed:
+            cut = committed[-1].end
+        if cut is None or cut <= self._offset:
+            return
+        drop = int((cut - self._offset) * self.rate)
+        self._audio = self._audio[drop:]
+        self._offset += drop / self.rate

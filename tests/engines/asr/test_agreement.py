@@ -1,0 +1,93 @@
+"""LocalAgreement-2 policy with a scripted Asr (pure), and on the real Whisper model."""
+
+import jiwer
+import numpy as np
+from conftest import load_clip, normalize
+
+from babelcall.engines.asr.agreement import HypothesisBuffer, OnlineAsr
+from babelcall.realtime.types import Word, join_words
+
+
+def words(*spec):
+    return [Word(f" {t}", s, s + 0.3) for t, s in spec]
+
+
+def test_commits_longest_common_prefix_of_two_hypotheses():
+    hb = HypothesisBuffer()
+    hb.insert(words(("hello", 0.0), ("word", 0.4)), 0.0)
+    assert hb.flush() == []
+    hb.insert(words(("hello", 0.0), ("world", 0.4), ("again", 0.8)), 0.0)
+    assert [w.text for w in hb.flush()] == [" hello"]
+    assert [w.text for w in hb.tail] == [" world", " again"]
+
+
+def test_committed_words_are_not_emitted_again():
+    hb = HypothesisBuffer()
+    for _ in range(2):
+        hb.insert(words(("one", 0.0), ("two", 0.4)), 0.0)
+        hb.flush()
+    hb.insert(words(("one", 0.0), ("two", 0.4), ("three", 0.8)), 0.0)
+    assert hb.flush() == []
+    hb.insert(words(("one", 0.0), ("two", 0.4), ("three", 0.8)), 0.0)
+    assert [w.text for w in hb.flush()] == [" three"]
+
+
+def test_seam_ngram_repeat_is_dropped():
+    hb = HypothesisBuffer()
+    hb.insert(words(("a", 0.0), ("b", 0.4)), 0.0)
+    hb.flush()
+    hb.insert(words(("a", 0.0), ("b", 0.4)), 0.0)
+    hb.flush()  # commits a b, last end 0.7
+    # Whisper re-hears "b" with a shifted time after the seam.
+    hb.insert(words(("b", 0.65), ("c", 1.0)), 0.0)
+    hb.flush()
+    hb.insert(words(("b", 0.65), ("c", 1.0)), 0.0)
+    assert [w.text for w in hb.flush()] == [" c"]
+
+
+class ScriptedAsr:
+    sample_rate = 16000
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.prompts = []
+
+    def transcribe(self, audio, *, language, prompt="", task="transcribe"):
+        self.prompts.append(prompt)
+        return self.script.pop(0)
+
+
+def test_online_asr_trims_at_sentence_end_and_prompts_with_text_before_buffer():
+    asr = ScriptedAsr([
+        words(("Hi.", 0.0), ("How", 0.5)),
+        words(("Hi.", 0.0), ("How", 0.5), ("are", 0.9)),
+        words(("How", 0.2), ("are", 0.6), ("you", 1.0)),  # times after the trim at 10.3 s
+    ])
+    online = OnlineAsr(asr, language="en")
+    online.start(10.0, np.zeros(16000, dtype=np.float32))
+    assert online.process() == []
+    committed = online.process()
+    assert [w.text for w in committed] == [" Hi.", " How"]
+    # The buffer was cut after "Hi." (its end, 10.3 s): the next prompt holds it.
+    assert online._offset > 10.2
+    rest = online.process()
+    assert asr.prompts[-1].strip() == "Hi."
+    rest += online.finish()
+    assert join_words(rest) == "are you"
+
+
+def test_online_asr_on_real_clip(asr):
+    audio = load_clip("fleurs-en-002")
+    online = OnlineAsr(asr, language="en")
+    online.start(0.0)
+    committed, emitted_before_end = [], 0
+    for i in range(0, len(audio), 16000):
+        online.insert_audio(audio[i:i + 16000])
+        committed += online.process()
+    emitted_before_end = len(committed)
+    committed += online.finish()
+    ref = open(load_clip.__globals__["clip_path"]("fleurs-en-002").with_suffix(".txt")).read()
+    assert emitted_before_end > len(committed) // 2  # most words commit while speaking
+    starts = [w.start for w in committed]
+    assert starts == sorted(starts)  # committed words never go back in time
+    assert jiwer.wer(normalize(ref), normalize(join_words(committed))) < 0.35
