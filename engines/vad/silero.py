@@ -30,11 +30,12 @@ class SileroVad:
         try:
             import onnxruntime
         except ImportError as exc:
-            raise EngineUnavailable("Silero VAD needs onnxruntime: pip install onnxruntime") from exc
+            raise EngineUnavailable("Silero VAD needs onnxruntime: pip install onnxruntime") \
+                from exc
         path = model_path or _default_model_path()
         if not os.path.isfile(path):
-            raise ModelNotFound(f"Silero VAD model not found at {path} "
-                                "(it ships inside the faster-whisper wheel: pip install faster-whisper)")
+            raise ModelNotFound(f"Silero VAD model not found at {path} (it ships inside the "
+                                "faster-whisper wheel: pip install faster-whisper)")
         opts = onnxruntime.SessionOptions()
         opts.inter_op_num_threads = 1
         opts.intra_op_num_threads = 1

@@ -1,0 +1,174 @@
+"""Per-session policy that turns a growing committed source into a growing committed target.
+
+Speech must be voiced before the speaker finishes, but a translation's last words change as the
+source grows (word order differs between languages). So the target is committed in pieces that
+are not taken back:
+
+(a) end of utterance (``final``): commit the whole hypothesis;
+(b) the source ends at a clause or sentence boundary (``, ; : . ? !``): commit the whole
+    hypothesis, since a clause translates as a unit and TTS can start on it;
+(c) otherwise LocalAgreement-2: commit the longest common word prefix of this hypothesis and the
+    previous one, beyond what is already committed.
+
+Prefix engines (CTranslate2) are asked to continue the committed target, so their hypothesis
+always extends it. Other engines (Apertium) re-translate the sentence; we take the words of the
+new translation after as many words as are committed as its continuation. That is an
+approximation: when a longer source reorders or merges words the continuation can repeat or skip
+a word, but committed text is never rewritten and a clause boundary resynchronises it.
+
+MT input stays bounded: once a sentence (``. ? !``) is fully committed, later calls translate only
+the source after it and ``committed`` restarts for the new sentence. A sentence end followed by a
+capitalised word inside newly arrived text is treated the same way (so "Mr. Smith" splits; a
+harmless cost of not translating ever longer inputs)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from babelcall.engines.base import Translator
+from babelcall.realtime.errors import UnsupportedLanguage
+
+SENTENCE_END = ".?!…。！？"
+CLAUSE_END = ",;:，；：、"
+_CLOSERS = "\"'”’»)]} "
+_OPENERS = "¿¡\"'“‘«(["
+_INNER_END = re.compile(r"[.?!…]+[\"'”’»)\]]*\s+")
+_CHUNK = re.compile(r"\s*\S+")  # a word with the whitespace before it
+
+
+@dataclass(frozen=True)
+class MtStep:
+    """The result of one ``update``.
+
+    ``new_committed`` is exactly what this call appended to the utterance's committed target:
+    joining every step's ``new_committed`` gives the whole translation (a new sentence's first
+    piece carries the space that separates it from the previous one). ``committed`` is the
+    current sentence's committed target, and ``committed + draft`` its latest hypothesis."""
+
+    new_committed: str
+    committed: str
+    draft: str
+    final: bool
+
+
+@dataclass(frozen=True)
+class _State:
+    offset: int = 0  # where the current sentence starts in the committed source
+    committed: str = ""  # target committed for the current sentence
+    source: str = ""  # the sentence source ``hypothesis`` translates
+    hypothesis: str | None = None  # starts with ``committed``; LA-2 compares against it
+    spoken: bool = False  # something was committed earlier in this utterance
+
+
+def boundary(text: str) -> str | None:
+    """'sentence', 'clause' or None for how the (source) text ends."""
+    end = text.rstrip(_CLOSERS)
+    if end and end[-1] in SENTENCE_END:
+        return "sentence"
+    if end and end[-1] in CLAUSE_END:
+        return "clause"
+    return None
+
+
+def _inner_sentence_end(text: str, start: int) -> int | None:
+    """Offset just after the first sentence that ends inside ``text[start:]`` and is followed by
+    the capitalised start of another."""
+    for m in _INNER_END.finditer(text, start):
+        rest = text[m.end():].lstrip(_OPENERS)
+        if rest and (rest[0].isupper() or rest[0].isdigit()):
+            return m.end()
+    return None
+
+
+def _agreed(previous: str | None, current: str, start: int) -> str:
+    """Longest common run of whole words of two hypotheses after their shared ``start`` chars."""
+    if previous is None:
+        return ""
+    out = []
+    for a, b in zip(_CHUNK.findall(previous[start:]), _CHUNK.findall(current[start:]),
+                    strict=False):
+        if a != b:
+            break
+        out.append(a)
+    return "".join(out)
+
+
+class IncrementalTranslator:
+    """One per session and language pair; not thread-safe (a session updates it serially)."""
+
+    def __init__(self, engine: Translator, source: str, target: str) -> None:
+        if not engine.supports(source, target):
+            raise UnsupportedLanguage(
+                f"MT engine {engine.name} cannot translate {source}->{target}")
+        self.engine = engine
+        self.source = source
+        self.target = target
+        self._state = _State()
+
+    def reset(self) -> None:
+        """Start a new utterance (its committed source starts again from empty)."""
+        self._state = _State()
+
+    def update(self, committed_source: str, *, final: bool = False) -> MtStep:
+        """Translate the utterance's committed source so far; see the module docstring.
+
+        State is only replaced once every engine call succeeded, so an engine error leaves the
+        policy as it was and the same update can be retried."""
+        st = self._state
+        appended: list[str] = []
+        shown: tuple[str, str] = (st.committed, "")
+        if st.hypothesis is not None:
+            shown = (st.committed, st.hypothesis[len(st.committed):])
+        # whole sentences that arrived inside the new text, then the rest
+        while (end := _inner_sentence_end(committed_source, st.offset)) is not None:
+            st, piece, shown = self._segment(st, committed_source[st.offset:end], True)
+            appended.append(piece)
+            st = _State(offset=end, spoken=st.spoken)
+        rest = committed_source[st.offset:]
+        if rest.strip():
+            kind = boundary(rest)
+            st, piece, shown = self._segment(st, rest, final or kind is not None)
+            appended.append(piece)
+            if final or kind == "sentence":
+                st = _State(offset=len(committed_source), spoken=st.spoken)
+        elif final:
+            st = replace(st, offset=len(committed_source))
+            shown = (st.committed, "")
+        self._state = st
+        return MtStep("".join(appended), shown[0], shown[1], final)
+
+    def _segment(self, st: _State, text: str, commit_all: bool
+                 ) -> tuple[_State, str, tuple[str, str]]:
+        """Advance one sentence; returns the new state, the appended text (with its separator)
+        and the (committed, draft) pair to report."""
+        text = text.strip()
+        if text == st.source and st.hypothesis is not None:
+            hyp, grown = st.hypothesis, False  # nothing new to translate
+        else:
+            hyp, grown = self._hypothesis(text, st.committed), True
+        if commit_all:
+            committed = hyp
+        elif grown:
+            committed = st.committed + _agreed(st.hypothesis, hyp, len(st.committed))
+        else:  # an identical hypothesis twice is no agreement: the source did not grow
+            committed = st.committed
+        new = committed[len(st.committed):]
+        if not new.strip():
+            new, committed = "", st.committed
+        piece = new
+        if new and not st.committed and st.spoken:
+            piece = " " + new  # first words of a new sentence
+        st = replace(st, committed=committed, source=text, hypothesis=hyp,
+                     spoken=st.spoken or bool(new))
+        return st, piece, (committed, hyp[len(committed):])
+
+    def _hypothesis(self, text: str, committed: str) -> str:
+        """A full target for the sentence that starts with ``committed``."""
+        prefixes = [committed] if self.engine.supports_prefix else None
+        out = self.engine.translate([text], source=self.source, target=self.target,
+                                    target_prefixes=prefixes)[0]
+        if self.engine.supports_prefix and out.startswith(committed):
+            return committed + out[len(committed):].rstrip() if committed else out.strip()
+        continuation = out.split()[len(committed.split()):]
+        return " ".join(filter(None, [committed, " ".join(continuation)]))
