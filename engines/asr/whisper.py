@@ -86,59 +86,101 @@ class FasterWhisperAsr:
 
     def transcribe(self, audio: np.ndarray, *, language: str, prompt: str = "",
                    task: str = "transcribe") -> list[Word]:
-        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if len(audio) < SAMPLE_RATE // 10:
-            return []
-        tokenizer = self._tokenizer(language, task)
-        with self._lock:
-            if self.options.short_window and len(audio) / SAMPLE_RATE + \
-                    self.options.margin_s < FULL_WINDOW_S:
-                words = self._decode(audio, tokenizer, prompt, short=True)
-                if words is not None:
-                    return words
-            words = self._decode(audio[: FULL_WINDOW_S * SAMPLE_RATE], tokenizer, prompt,
-                                 short=False)
-            return words or []
+        return self.transcribe_batch([audio], language=language, prompts=[prompt], task=task)[0]
 
-    def _decode(self, audio: np.ndarray, tokenizer, prompt: str, *,
-                short: bool) -> list[Word] | None:
-        """One encoder+decoder pass; None when the short window gave a suspicious result."""
+    def transcribe_batch(self, audios: list[np.ndarray], *, language: str,
+                         prompts: list[str] | None = None,
+                         task: str = "transcribe") -> list[list[Word]]:
+        """Several buffers (e.g. of different sessions) in one encoder and decoder pass; they
+        share the language and task because the decoder's start sequence does."""
+        tokenizer = self._tokenizer(language, task)
+        prompts = prompts or [""] * len(audios)
+        audios = [np.asarray(a, dtype=np.float32).reshape(-1) for a in audios]
+        out: list[list[Word] | None] = [[] if len(a) < SAMPLE_RATE // 10 else None
+                                        for a in audios]
+        todo = [i for i, r in enumerate(out) if r is None]
+        with self._lock:
+            if self.options.short_window and todo:
+                short = [i for i in todo if len(audios[i]) / SAMPLE_RATE
+                         + self.options.margin_s < FULL_WINDOW_S]
+                for i, words in zip(short, self._decode([audios[i] for i in short], tokenizer,
+                                                        [prompts[i] for i in short], short=True),
+                                    strict=True):
+                    out[i] = words
+            todo = [i for i, r in enumerate(out) if r is None]
+            if todo:
+                clipped = [audios[i][: FULL_WINDOW_S * SAMPLE_RATE] for i in todo]
+                for i, words in zip(todo, self._decode(clipped, tokenizer,
+                                                       [prompts[i] for i in todo], short=False),
+                                    strict=True):
+                    out[i] = words or []
+        return [r or [] for r in out]
+
+    def _decode(self, audios: list[np.ndarray], tokenizer, prompts: list[str], *,
+                short: bool) -> list[list[Word] | None]:
+        """One batched encoder+decoder pass; None for an item whose short window gave a
+        suspicious result (the caller retries it with the full window)."""
+        if not audios:
+            return []
         model = self._model
-        dur = len(audio) / SAMPLE_RATE
-        window_s = min(FULL_WINDOW_S, math.ceil(dur + self.options.margin_s)) if short \
+        durs = [len(a) / SAMPLE_RATE for a in audios]
+        window_s = min(FULL_WINDOW_S, math.ceil(max(durs) + self.options.margin_s)) if short \
             else FULL_WINDOW_S
         n_frames = window_s * FRAMES_PER_SECOND
-        padded = np.zeros(window_s * SAMPLE_RATE + 160, dtype=np.float32)
-        padded[: len(audio)] = audio
-        feats = np.ascontiguousarray(model.feature_extractor(padded)[:, :n_frames])
+        feats = []
+        for audio in audios:
+            padded = np.zeros(window_s * SAMPLE_RATE + 160, dtype=np.float32)
+            padded[: len(audio)] = audio
+            feats.append(model.feature_extractor(padded)[:, :n_frames])
+        batch = np.ascontiguousarray(np.stack(feats))
         try:
-            encoded = model.model.encode(ctranslate2.StorageView.from_array(feats[None]),
+            encoded = model.model.encode(ctranslate2.StorageView.from_array(batch),
                                          to_cpu=False)
         except RuntimeError as exc:
             raise EngineUnavailable(f"Whisper encoder failed: {exc}") from exc
-        previous = tokenizer.encode(" " + prompt.strip())[-200:] if prompt.strip() else []
-        prompt_ids = model.get_prompt(tokenizer, previous, without_timestamps=False)
-        max_new = int(dur * self.options.max_tokens_per_s) + 12
-        result = model.model.generate(
-            encoded, [prompt_ids], beam_size=self.options.beam_size,
-            max_length=min(448, len(prompt_ids) + max_new), return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
-        )[0]
-        ids = result.sequences_ids[0]
-        # CTranslate2 scores are already length-normalised (length_penalty=1).
-        avg_logprob = result.scores[0] if result.scores else 0.0
-        if result.no_speech_prob > self.options.no_speech_threshold and \
-                avg_logprob < self.options.log_prob_threshold:
-            return []
-        text_ids, looped = _trim(ids, tokenizer, dur)
-        if short and not text_ids and len(ids) > 2:
-            return None
-        if short and len(ids) >= max_new and not looped:
-            return None  # ran out of length without closing: let the full window try
-        if not text_ids:
-            return []
-        num_frames = min(n_frames, int(dur * FRAMES_PER_SECOND) + 1)
-        return _align(model, tokenizer, text_ids, encoded, num_frames, dur)
+        prompt_ids = []
+        for prompt in prompts:
+            previous = tokenizer.encode(" " + prompt.strip())[-200:] if prompt.strip() else []
+            prompt_ids.append(model.get_prompt(tokenizer, previous, without_timestamps=False))
+        max_new = [int(d * self.options.max_tokens_per_s) + 12 for d in durs]
+        results = model.model.generate(
+            encoded, prompt_ids, beam_size=self.options.beam_size,
+            max_length=min(448, max(len(p) for p in prompt_ids) + max(max_new)),
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=[-1],
+        )
+        out: list[list[Word] | None] = []
+        to_align: dict[int, list[int]] = {}
+        for i, result in enumerate(results):
+            ids = result.sequences_ids[0]
+            # CTranslate2 scores are already length-normalised (length_penalty=1).
+            avg_logprob = result.scores[0] if result.scores else 0.0
+            if result.no_speech_prob > self.options.no_speech_threshold and \
+                    avg_logprob < self.options.log_prob_threshold:
+                out.append([])
+                continue
+            text_ids, looped = _trim(ids, tokenizer, durs[i])
+            if short and ((not text_ids and len(ids) > 2)
+                          or (len(ids) >= max_new[i] and not looped)):
+                out.append(None)  # did not close the segment: let the full window try
+                continue
+            out.append([])
+            if text_ids:
+                to_align[i] = text_ids
+        if to_align:
+            idx = list(to_align)
+            frames = [min(n_frames, int(durs[i] * FRAMES_PER_SECOND) + 1) for i in idx]
+            sub = encoded if len(idx) == len(audios) else _select(encoded, idx)
+            for i, words in zip(idx, _align(model, tokenizer, [to_align[i] for i in idx], sub,
+                                            frames, [durs[i] for i in idx]), strict=True):
+                out[i] = words
+        return out
+
+
+def _select(encoded: ctranslate2.StorageView, idx: list[int]) -> ctranslate2.StorageView:
+    arr = np.asarray(encoded.to_device(ctranslate2.Device.cpu)) if encoded.device != "cpu" \
+        else np.asarray(encoded)
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(arr[idx]))
 
 
 def _trim(ids: list[int], tokenizer, dur: float, n: int = 3) -> tuple[list[int], bool]:
@@ -172,18 +214,22 @@ def _same_word(tokenizer, a: int, b: int) -> bool:
     return a == b or tokenizer.decode([a]).strip().lower() == tokenizer.decode([b]).strip().lower()
 
 
-def _align(model, tokenizer, text_ids: list[int], encoded, num_frames: int,
-           dur: float) -> list[Word]:
+def _align(model, tokenizer, text_ids: list[list[int]], encoded, num_frames: list[int],
+           durs: list[float]) -> list[list[Word]]:
     from faster_whisper.transcribe import merge_punctuations
 
-    alignment = model.find_alignment(tokenizer, [text_ids], encoded, num_frames)[0]
-    merge_punctuations(alignment, PREPEND_PUNCT, APPEND_PUNCT)
-    words = []
-    for item in alignment:
-        text = item["word"]
-        if not text.strip():
-            continue
-        start = min(float(item["start"]), dur)
-        end = min(max(float(item["end"]), start), dur)
-        words.append(Word(text, start, end, float(item["probability"])))
-    return words
+    # find_alignment hands num_frames to CTranslate2's align, which takes one per item.
+    alignments = model.find_alignment(tokenizer, text_ids, encoded, num_frames)
+    out = []
+    for alignment, dur in zip(alignments, durs, strict=True):
+        merge_punctuations(alignment, PREPEND_PUNCT, APPEND_PUNCT)
+        words = []
+        for item in alignment:
+            text = item["word"]
+            if not text.strip():
+                continue
+            start = min(float(item["start"]), dur)
+            end = min(max(float(item["end"]), start), dur)
+            words.append(Word(text, start, end, float(item["probability"])))
+        out.append(words)
+    return out

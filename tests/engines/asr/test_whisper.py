@@ -66,3 +66,12 @@ def test_missing_model_is_a_clear_error(tmp_path):
     (tmp_path / "broken" / "config.json").write_text("{}")
     with pytest.raises(ModelNotFound, match="broken"):
         FasterWhisperAsr(str(tmp_path / "broken"))
+
+
+def test_batch_equals_one_by_one(asr):
+    clips = [load_clip(f"fleurs-en-00{i}")[: 16000 * 4] for i in range(3)]
+    clips.append(np.zeros(800, dtype=np.float32))  # too short: no words, no crash
+    batch = asr.transcribe_batch(clips, language="en", prompts=["", "Hello.", "", ""])
+    assert batch[3] == []
+    assert [w.text for w in batch[0]] == [w.text for w in asr.transcribe(clips[0], language="en")]
+    assert all(batch[i] for i in range(3))
