@@ -138,17 +138,26 @@ class FasterWhisperAsr:
                                          to_cpu=False)
         except RuntimeError as exc:
             raise EngineUnavailable(f"Whisper encoder failed: {exc}") from exc
-        prompt_ids = []
-        for prompt in prompts:
-            previous = tokenizer.encode(" " + prompt.strip())[-200:] if prompt.strip() else []
-            prompt_ids.append(model.get_prompt(tokenizer, previous, without_timestamps=False))
+        previous = [tokenizer.encode(" " + p.strip())[-200:] if p.strip() else []
+                    for p in prompts]
         max_new = [int(d * self.options.max_tokens_per_s) + 12 for d in durs]
-        results = model.model.generate(
-            encoded, prompt_ids, beam_size=self.options.beam_size,
-            max_length=min(448, max(len(p) for p in prompt_ids) + max(max_new)),
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
-            suppress_tokens=[-1],
-        )
+        results: list = [None] * len(audios)
+        # CTranslate2 wants <|startoftranscript|> at one position across a batch: decode the
+        # prompted and unprompted items apart, prompts cut to their common length.
+        for group in ([i for i, p in enumerate(previous) if p],
+                      [i for i, p in enumerate(previous) if not p]):
+            if not group:
+                continue
+            keep = min(len(previous[i]) for i in group)
+            prompt_ids = [model.get_prompt(tokenizer, previous[i][len(previous[i]) - keep:],
+                                           without_timestamps=False) for i in group]
+            sub = encoded if len(group) == len(audios) else _select(encoded, group)
+            for i, result in zip(group, model.model.generate(
+                    sub, prompt_ids, beam_size=self.options.beam_size,
+                    max_length=min(448, len(prompt_ids[0]) + max(max_new[i] for i in group)),
+                    return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+                    suppress_tokens=[-1]), strict=True):
+                results[i] = result
         out: list[list[Word] | None] = []
         to_align: dict[int, list[int]] = {}
         for i, result in enumerate(results):
