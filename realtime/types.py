@@ -85,7 +85,8 @@ class Translation:
 
 @dataclass(frozen=True, slots=True)
 class SynthAudio:
-    """A chunk of translated speech (mono float32 in [-1, 1]) for the source ``src``."""
+    """A chunk of translated speech (mono float32 in [-1, 1]) for the source ``src``;
+    ``text`` is the clause it voices and ``seq`` the chunk's index within that clause."""
 
     utt: int
     src: Span
@@ -93,6 +94,7 @@ class SynthAudio:
     pcm: np.ndarray = field(repr=False)
     rate: int
     text: str
+    seq: int = 0
     kind: str = field(default="synth_audio", init=False)
 
     @property

@@ -51,3 +51,39 @@ def asr():
     from babelcall.engines.asr.whisper import FasterWhisperAsr
 
     return FasterWhisperAsr("whisper-base")
+
+
+@pytest.fixture(scope="session")
+def kokoro():
+    """Kokoro-82M int8 (ONNX) from the offline catalogue."""
+    from babelcall.engines.tts.kokoro import KokoroSynth
+
+    return KokoroSynth("kokoro-82m")
+
+
+@pytest.fixture(scope="session")
+def apertium():
+    """One Apertium process per pair for the whole run."""
+    from babelcall.engines.mt.apertium import ApertiumTranslator
+
+    with ApertiumTranslator() as mt:
+        yield mt
+
+
+@pytest.fixture(scope="session")
+def engines(asr, kokoro, apertium):
+    """The real engines, shared by every end-to-end test (as sessions share them in a server)."""
+    from babelcall.engines.registry import Engines
+    from babelcall.engines.vad.silero import SileroVad
+
+    return Engines(vad=SileroVad(), asr=asr, tts=kokoro, translator=apertium)
+
+
+def transcribe_long(asr, audio: np.ndarray, language: str) -> str:
+    """Transcribe audio of any length in 25 s pieces (the engine reads at most 30 s)."""
+    from babelcall.realtime.types import join_words
+
+    words = []
+    for i in range(0, len(audio), 16000 * 25):
+        words += asr.transcribe(audio[i:i + 16000 * 25], language=language)
+    return join_words(words)

@@ -1,0 +1,99 @@
+"""Ingress for one speaker: 16 kHz audio in, phrase boundaries and phrase audio out.
+
+Keeps the last ``pad`` of audio before an onset so the phrase starts where the VAD's padded
+onset says, and hands the recogniser only speech (VAC in whisper_streaming's terms): silence
+and noise between phrases cost no ASR time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from babelcall.engines.base import Vad
+from babelcall.engines.vad.tracker import VadParams, VadTracker
+
+
+@dataclass(frozen=True)
+class PhraseStart:
+    time: float
+    pcm: np.ndarray  # audio from ``time`` up to now
+
+
+@dataclass(frozen=True)
+class PhraseAudio:
+    pcm: np.ndarray
+
+
+@dataclass(frozen=True)
+class PhraseEnd:
+    time: float
+
+
+Heard = PhraseStart | PhraseAudio | PhraseEnd
+
+
+class Listener:
+    rate = 16000
+
+    def __init__(self, vad: Vad, params: VadParams | None = None) -> None:
+        self._stream = vad.stream()
+        self.window = self._stream.window
+        self._tracker = VadTracker(params, window_s=self.window / self.rate)
+        self._pending = np.zeros(0, dtype=np.float32)  # < one VAD window, not yet scored
+        keep = int((self._tracker.params.pad_s + self._tracker.params.min_speech_s + 0.1)
+                   * self.rate)
+        self._history = np.zeros(0, dtype=np.float32)  # recent scored audio, for onsets
+        self._keep = keep
+        self._scored = 0  # samples scored so far (stream position of _history's end)
+
+    @property
+    def speaking(self) -> bool:
+        return self._tracker.speaking
+
+    def feed(self, pcm: np.ndarray) -> list[Heard]:
+        """Score whole VAD windows of ``pcm`` (the rest waits for the next call)."""
+        buf = np.concatenate([self._pending, pcm.astype(np.float32)])
+        n = len(buf) // self.window * self.window
+        block, self._pending = buf[:n], buf[n:]
+        if not n:
+            return []
+        probs = self._stream.probs(block)
+        out: list[Heard] = []
+        # Replay windows one by one so audio is routed on the right side of each boundary.
+        for i, prob in enumerate(probs):
+            win = block[i * self.window:(i + 1) * self.window]
+            was = self._tracker.speaking
+            events = self._tracker.update([float(prob)])
+            self._history = np.concatenate([self._history, win])[-self._keep:]
+            self._scored += len(win)
+            for ev in events:
+                if ev.start:
+                    start_sample = max(int(ev.time * self.rate), self._scored - len(self._history))
+                    pre = self._history[len(self._history) - (self._scored - start_sample):]
+                    out.append(PhraseStart(ev.time, pre.copy()))
+                else:
+                    out.append(PhraseEnd(ev.time))
+            if was and self._tracker.speaking:
+                out.append(PhraseAudio(win))
+        return _merge_audio(out)
+
+    def flush(self) -> list[Heard]:
+        """End of stream: score the last partial window (zero-padded) and close the phrase."""
+        out: list[Heard] = []
+        if len(self._pending):
+            tail = np.zeros(self.window, dtype=np.float32)
+            tail[: len(self._pending)] = self._pending
+            self._pending = np.zeros(0, dtype=np.float32)
+            out = self.feed(tail)
+        return out + [PhraseEnd(b.time) for b in self._tracker.flush()]
+
+
+def _merge_audio(items: list[Heard]) -> list[Heard]:
+    merged: list[Heard] = []
+    for item in items:
+        if isinstance(item, PhraseAudio) and merged and isinstance(merged[-1], PhraseAudio):
+            merged[-1] = PhraseAudio(np.concatenate([merged[-1].pcm, item.pcm]))
+        else:
+            merged.append(item)
+    return merged

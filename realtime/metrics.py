@@ -1,0 +1,68 @@
+"""Per-session live figures: how far behind the speaker the pipeline is, how long each stage
+takes, and how each phrase spent its latency budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class _StageTime:
+    calls: int = 0
+    total_s: float = 0.0
+    ewma_s: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.calls += 1
+        self.total_s += seconds
+        self.ewma_s = seconds if self.calls == 1 else 0.8 * self.ewma_s + 0.2 * seconds
+
+
+@dataclass
+class SessionMetrics:
+    covered_s: float = 0.0  # source time the pipeline has recognised (or found silent)
+    backlog_s: float = 0.0  # translated audio waiting at the sink
+    speed: float = 1.0
+    merges: int = 0
+    errors: int = 0
+    stages: dict[str, _StageTime] = field(default_factory=dict)
+    phrases: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    def stage_done(self, stage: str, seconds: float) -> None:
+        self.stages.setdefault(stage, _StageTime()).add(seconds)
+
+    def phrase_end(self, utt: int, arrival_ns: int) -> None:
+        self.phrases.setdefault(utt, {})["end_arrival_ns"] = arrival_ns
+
+    def mark(self, utt: int, key: str, ns: int, *, once: bool = False) -> None:
+        marks = self.phrases.setdefault(utt, {})
+        if not (once and key in marks):
+            marks[key] = ns
+
+    def spoken(self, utt: int) -> bool:
+        return "first_audio_ns" in self.phrases.get(utt, {})
+
+    def budget_usage(self, utt: int) -> dict[str, float]:
+        """Milliseconds from the phrase's last source sample to each stage's finish."""
+        marks = self.phrases.get(utt, {})
+        end = marks.get("end_arrival_ns")
+        if end is None:
+            return {}
+        return {k.replace("_ns", "_ms"): round((v - end) / 1e6, 1)
+                for k, v in marks.items() if k != "end_arrival_ns"}
+
+    def snapshot(self, *, heard_s: float, queues: dict[str, int],
+                 shed_level: int) -> dict[str, Any]:
+        return {
+            "heard_s": round(heard_s, 3),
+            "lag_s": round(max(0.0, heard_s - self.covered_s), 3),
+            "backlog_s": round(self.backlog_s, 3),
+            "speed": self.speed,
+            "queues": queues,
+            "stage_ms": {k: round(v.ewma_s * 1000, 1) for k, v in self.stages.items()},
+            "stage_calls": {k: v.calls for k, v in self.stages.items()},
+            "merges": self.merges,
+            "errors": self.errors,
+            "shed_level": shed_level,
+        }

@@ -1,0 +1,50 @@
+"""Where translated speech lands on the listener's timeline.
+
+Chunks play one after another: a chunk starts when it is produced, or when the previous one
+ends if that is later (a listener can't hear two at once). The same rule drives the file
+writer of ``babelcall translate`` and the latency figures, so both tell the same story."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from babelcall.realtime.types import SynthAudio
+
+
+@dataclass(frozen=True)
+class Placed:
+    event: SynthAudio
+    start_ns: int
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + int(self.event.duration * 1e9)
+
+
+class Playout:
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.placed: list[Placed] = []
+        self._end_ns: int | None = None
+
+    def add(self, event: SynthAudio, ready_ns: int | None = None) -> Placed:
+        if event.rate != self.rate:
+            raise ValueError(f"playout at {self.rate} Hz got a chunk at {event.rate} Hz")
+        ready = event.wall_ns if ready_ns is None else ready_ns
+        start = ready if self._end_ns is None else max(ready, self._end_ns)
+        placed = Placed(event, start)
+        self._end_ns = placed.end_ns
+        self.placed.append(placed)
+        return placed
+
+    def render(self, origin_ns: int, min_duration_s: float = 0.0) -> np.ndarray:
+        """The whole timeline as PCM; ``origin_ns`` is the wall time of source time 0."""
+        end_s = max([min_duration_s] + [(p.end_ns - origin_ns) / 1e9 for p in self.placed])
+        out = np.zeros(int(np.ceil(end_s * self.rate)) + 1, dtype=np.float32)
+        for p in self.placed:
+            i = max(0, round((p.start_ns - origin_ns) / 1e9 * self.rate))
+            pcm = p.event.pcm[: len(out) - i]
+            out[i: i + len(pcm)] = pcm
+        return out

@@ -1,0 +1,82 @@
+"""Deterministic stand-ins for unit tests of session and scheduling logic only. End-to-end
+tests and benchmarks use the real engines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from babelcall.engines.registry import Engines
+from babelcall.realtime.types import Word
+
+RATE = 16000
+
+
+class EnergyVadStream:
+    window = 512
+
+    def probs(self, pcm: np.ndarray) -> np.ndarray:
+        w = pcm.reshape(-1, self.window)
+        return (np.sqrt((w ** 2).mean(axis=1)) > 0.05).astype(np.float32) * 0.9
+
+
+class EnergyVad:
+    sample_rate = RATE
+
+    def stream(self) -> EnergyVadStream:
+        return EnergyVadStream()
+
+
+class CountingAsr:
+    """One word per 0.5 s of loud audio: ``w0 w1 ...``; the last word ends a sentence."""
+
+    sample_rate = RATE
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def transcribe(self, audio, *, language, prompt="", task="transcribe"):
+        self.calls += 1
+        n = int(len(audio) / RATE / 0.5)
+        return [Word(f" w{i}", i * 0.5, i * 0.5 + 0.4) for i in range(n)]
+
+
+class UpperMt:
+    name = "upper"
+    supports_prefix = False
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.fail_on = fail_on
+
+    def supports(self, source, target):
+        return True
+
+    def translate(self, sources, *, source, target, target_prefixes=None):
+        if self.fail_on and any(self.fail_on in s for s in sources):
+            raise RuntimeError("mt exploded")
+        return [s.upper() for s in sources]
+
+
+class BeepTts:
+    sample_rate = RATE
+
+    def supports(self, language):
+        return True
+
+    def synthesize(self, text, *, language, voice=None, speed=1.0):
+        for _ in text.split():
+            yield np.full(int(0.1 * RATE), 0.1, dtype=np.float32)
+
+
+def fake_engines(**kw) -> Engines:
+    return Engines(vad=EnergyVad(), asr=kw.get("asr", CountingAsr()), tts=BeepTts(),
+                   translator=kw.get("mt", UpperMt()))
+
+
+def tone_phrases(*durations: float, gap: float = 1.0) -> np.ndarray:
+    """Loud 200 Hz tone for each duration, separated by silence."""
+    parts = [np.zeros(int(gap * RATE), dtype=np.float32)]
+    for d in durations:
+        t = np.arange(int(d * RATE)) / RATE
+        parts += [(0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32),
+                  np.zeros(int(gap * RATE), dtype=np.float32)]
+    return np.concatenate(parts)

@@ -1,0 +1,297 @@
+"""Scheduler logic with fake stage durations (threads gated by events, a simulated clock):
+EDF order, batching, timeouts, shedding, catch-up; no models."""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+from fakes import RATE, BeepTts, CountingAsr, fake_engines, tone_phrases
+
+from babelcall.realtime.clock import FakeClock
+from babelcall.realtime.scheduler import Lane, Overloaded, Scheduler
+from babelcall.realtime.session import Session, SessionConfig
+from babelcall.realtime.types import StageError, SynthAudio
+
+
+class Recorder:
+    """run_batch that records batches; the first call waits for ``gate``."""
+
+    def __init__(self, duration_clock=None, durations=None):
+        self.batches = []
+        self.gate = threading.Event()
+        self.clock = duration_clock
+        self.durations = durations or {}
+
+    def __call__(self, key, payloads):
+        if not self.batches:
+            self.gate.wait(5)
+        self.batches.append((key, list(payloads)))
+        if self.clock is not None:  # fake stage duration on the simulated clock
+            self.clock.advance(int(self.durations.get(key, 0) * 1e9))
+        return [f"{key}:{p}" for p in payloads]
+
+
+async def submit_all(lane, jobs):
+    futs = [lane.submit_threadsafe(k, p, d) for k, p, d in jobs]
+    return [await asyncio.wrap_future(f) for f in futs]
+
+
+def test_lane_serves_earliest_deadline_first():
+    async def go():
+        rec = Recorder()
+        lane = Lane("x", rec, clock=FakeClock(), max_batch=1)
+        lane.start()
+        blocker = lane.submit_threadsafe("k0", "blocker", 0)
+        await asyncio.sleep(0.05)  # the blocker is running; the rest queue up
+        jobs = [("a", 1, 500), ("b", 2, 100), ("c", 3, 300), ("d", 4, 200)]
+        task = asyncio.create_task(submit_all(lane, jobs))
+        await asyncio.sleep(0.05)
+        rec.gate.set()
+        await asyncio.wrap_future(blocker)
+        out = await task
+        await lane.stop()
+        return rec, out
+
+    rec, out = asyncio.run(go())
+    assert [b[0] for b in rec.batches[1:]] == ["b", "d", "c", "a"]
+    assert out == ["a:1", "b:2", "c:3", "d:4"]  # each caller gets its own result
+
+
+def test_lane_batches_jobs_with_the_same_key():
+    async def go():
+        rec = Recorder()
+        lane = Lane("asr", rec, clock=FakeClock(), max_batch=3)
+        lane.start()
+        blocker = lane.submit_threadsafe("en", "first", 0)
+        await asyncio.sleep(0.05)
+        jobs = [("en", i, 100 + i) for i in range(4)] + [("es", 9, 50)]
+        task = asyncio.create_task(submit_all(lane, jobs))
+        await asyncio.sleep(0.05)
+        rec.gate.set()
+        await asyncio.wrap_future(blocker)
+        await task
+        await lane.stop()
+        return rec, lane
+
+    rec, lane = asyncio.run(go())
+    # es (deadline 50) first, then en in batches of at most 3, in deadline order
+    assert rec.batches[1] == ("es", [9])
+    assert rec.batches[2] == ("en", [0, 1, 2])
+    assert rec.batches[3] == ("en", [3])
+    assert lane.stats.max_batch_seen == 3 and lane.stats.mean_batch == pytest.approx(6 / 4)
+
+
+def test_a_stuck_call_times_out_and_the_lane_recovers():
+    calls = []
+
+    def run(key, payloads):
+        calls.append(payloads)
+        if payloads == ["stuck"]:
+            time.sleep(1.0)
+        return [p.upper() for p in payloads]
+
+    async def go():
+        lane = Lane("tts", run, clock=FakeClock(), max_batch=1, timeout_s=0.2)
+        lane.start()
+        with pytest.raises(TimeoutError, match="ran past"):
+            await asyncio.wrap_future(lane.submit_threadsafe("k", "stuck", 0))
+        ok = await asyncio.wait_for(asyncio.wrap_future(lane.submit_threadsafe("k", "ok", 1)),
+                                    0.5)  # served at once by a fresh thread
+        await lane.stop()
+        return ok, lane.stats.timeouts
+
+    assert asyncio.run(go()) == ("OK", 1)
+
+
+def test_an_engine_error_reaches_every_job_of_the_batch():
+    def run(key, payloads):
+        raise RuntimeError("model fell over")
+
+    async def go():
+        lane = Lane("mt", run, clock=FakeClock())
+        lane.start()
+        with pytest.raises(RuntimeError, match="fell over"):
+            await asyncio.wrap_future(lane.submit_threadsafe("k", "x", 0))
+        await lane.stop()
+
+    asyncio.run(go())
+
+
+def test_overload_raises_lateness_sheds_then_releases():
+    """Fake stage durations on a simulated clock: each batch takes 4 s against deadlines that
+    are already due, so smoothed lateness climbs; the scheduler refuses new sessions, then
+    lets them in again once calls are on time."""
+
+    async def go():
+        clock = FakeClock()
+        sched = Scheduler(fake_engines(), clock=clock)
+        rec = Recorder(duration_clock=clock, durations={"slow": 4.0, "fast": 0.0})
+        rec.gate.set()
+        sched.asr.run_batch = rec
+        await sched.start()
+        for _ in range(6):
+            await asyncio.wrap_future(sched.asr.submit_threadsafe("slow", 1, clock.now_ns()))
+        assert sched.level == 3
+        with pytest.raises(Overloaded, match="overloaded"):
+            sched.admit(object())
+        for _ in range(12):
+            await asyncio.wrap_future(sched.asr.submit_threadsafe(
+                "fast", 1, clock.now_ns() + 10**9))
+        assert sched.level == 0
+        sched.admit(object())
+        await sched.close()
+
+    asyncio.run(go())
+
+
+def test_session_limit_is_a_clear_refusal():
+    async def go():
+        sched = Scheduler(fake_engines(), max_sessions=1)
+        await sched.start()
+        first = Session(sched.engines, SessionConfig("en", "es"), scheduler=sched)
+        with pytest.raises(Overloaded, match="limit of 1"):
+            Session(sched.engines, SessionConfig("en", "es"), scheduler=sched)
+        await first.close()  # frees the slot
+        Session(sched.engines, SessionConfig("en", "es"), scheduler=sched)
+        await sched.close()
+
+    asyncio.run(go())
+
+
+async def drive(sessions, audio, clock, frame=320):
+    async def collect(s, out):
+        async for ev in s.events():
+            out.append(ev)
+
+    outs = [[] for _ in sessions]
+    tasks = [asyncio.create_task(collect(s, o)) for s, o in zip(sessions, outs, strict=True)]
+    for s in sessions:
+        s.start()
+    for i in range(0, len(audio), frame):
+        clock.set(int((i + frame) / RATE * 1e9))
+        for s in sessions:
+            s.push(audio[i:i + frame], RATE)
+        for s in sessions:
+            await s.idle()
+    for s in sessions:
+        await s.end()
+    await asyncio.wait_for(asyncio.gather(*tasks), 20)
+    for s in sessions:
+        await s.close()
+    return outs
+
+
+def test_sessions_share_engines_and_their_asr_calls_are_batched():
+    class SlowAsr(CountingAsr):
+        def transcribe_batch(self, audios, *, language, prompts=None, task="transcribe"):
+            time.sleep(0.05)  # long enough for the other sessions' calls to queue up
+            self.batch_sizes.append(len(audios))
+            return [self.transcribe(a, language=language) for a in audios]
+
+    async def go():
+        asr = SlowAsr()
+        asr.batch_sizes = []
+        clock = FakeClock()
+        sched = Scheduler(fake_engines(asr=asr), clock=clock)
+        await sched.start()
+        sessions = [Session(sched.engines, SessionConfig("en", "es"), scheduler=sched)
+                    for _ in range(4)]
+        outs = await drive(sessions, tone_phrases(3.0), clock)
+        await sched.close()
+        return asr, outs
+
+    asr, outs = asyncio.run(go())
+    assert all(any(isinstance(e, SynthAudio) for e in out) for out in outs)
+    assert max(asr.batch_sizes) > 1  # concurrent sessions' updates went in one model call
+    assert sum(asr.batch_sizes) > len(asr.batch_sizes)
+
+
+def test_stuck_asr_times_out_and_the_session_recovers():
+    class HangsOnce(CountingAsr):
+        def transcribe(self, audio, *, language, prompt="", task="transcribe"):
+            self.calls += 1
+            if self.calls == 1:
+                time.sleep(1.0)
+            return super().transcribe(audio, language=language)
+
+    async def go():
+        clock = FakeClock()
+        sched = Scheduler(fake_engines(asr=HangsOnce()), clock=clock, timeout_s=0.3)
+        await sched.start()
+        session = Session(sched.engines, SessionConfig("en", "es", asr_interval_s=5.0),
+                          scheduler=sched)
+        (out,) = await drive([session], tone_phrases(1.5, 1.5), clock)
+        await sched.close()
+        return out
+
+    out = asyncio.run(go())
+    errors = [e for e in out if isinstance(e, StageError)]
+    assert errors and errors[0].stage == "asr" and "ran past" in errors[0].message
+    assert any(isinstance(e, SynthAudio) and e.utt == 1 for e in out)
+
+
+def test_catchup_speeds_up_when_behind_and_releases():
+    class SpeedTts(BeepTts):
+        speeds = []
+
+        def synthesize(self, text, *, language, voice=None, speed=1.0):
+            self.speeds.append(speed)
+            return super().synthesize(text, language=language, voice=voice, speed=speed)
+
+    async def go():
+        engines = fake_engines()
+        engines.tts = SpeedTts()
+        session = Session(engines, SessionConfig("en", "es"), clock=FakeClock())
+        session.start()
+        audio = tone_phrases(2.0, 2.0, 2.0)  # phrases end at 3, 6 and 9 s
+        third = int(4.5 * RATE)
+        session.report_backlog(0.0)
+        for i in range(0, third, 320):
+            session.push(audio[i:i + 320], RATE)
+        await session.idle()
+        session.report_backlog(3.0)  # the listener is 3 s behind
+        for i in range(third, int(7.5 * RATE), 320):
+            session.push(audio[i:i + 320], RATE)
+        await session.idle()
+        behind = session.metrics()["speed"]
+        session.report_backlog(0.2)
+        for i in range(int(7.5 * RATE), len(audio), 320):
+            session.push(audio[i:i + 320], RATE)
+        await session.end()
+        _ = [e async for e in session.events()]
+        await session.close()
+        return engines.tts.speeds, behind
+
+    speeds, behind = asyncio.run(go())
+    assert speeds[0] == 1.0 and behind > 1.1 and max(speeds) <= 1.3 and speeds[-1] == 1.0
+
+
+def test_far_behind_clauses_are_merged_not_dropped():
+    class SlowTts(BeepTts):
+        def synthesize(self, text, *, language, voice=None, speed=1.0):
+            time.sleep(0.2)  # clauses queue up behind a slow synthesis
+            return super().synthesize(text, language=language, voice=voice, speed=speed)
+
+    async def go():
+        engines = fake_engines()
+        engines.tts = SlowTts()
+        session = Session(engines, SessionConfig("en", "es", max_clause_words=2),
+                          clock=FakeClock())
+        session.report_backlog(10.0)
+        session.start()
+        audio = tone_phrases(3.0, 3.0, gap=0.6)
+        for i in range(0, len(audio), 320):
+            session.push(audio[i:i + 320], RATE)
+        await session.end()
+        events = [e async for e in session.events()]
+        await session.close()
+        return session, events
+
+    session, events = asyncio.run(go())
+    spoken = " ".join(e.text for e in events if isinstance(e, SynthAudio) and e.seq == 0)
+    committed = "".join(e.committed + " " for e in events if e.kind == "translation")
+    assert spoken.split() == committed.split()  # every committed word still spoken
+    assert session.metrics()["merges"] > 0
+    assert np.isfinite(session.metrics()["lag_s"])
