@@ -12,7 +12,8 @@ from pathlib import Path
 from babelcall.realtime.errors import BabelcallError
 
 
-def _engine_args(p: argparse.ArgumentParser) -> None:
+def engine_args(p: argparse.ArgumentParser) -> None:
+    """Options that choose and locate the engines; shared by every command that loads them."""
     p.add_argument("--source", "-s", required=True, help="source language (ISO 639-1, e.g. en)")
     p.add_argument("--target", "-t", required=True, help="target language (e.g. es)")
     p.add_argument("--mt", default="auto", choices=["auto", "apertium", "ctranslate2", "whisper"],
@@ -29,7 +30,7 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads per model (0: auto)")
 
 
-def _load_engines(args: argparse.Namespace):  # -> Engines
+def load_engines(args: argparse.Namespace):  # -> Engines
     from babelcall.engines.registry import Engines
 
     return Engines.load(args.source, args.target, asr_model=args.asr_model, mt=args.mt,
@@ -44,7 +45,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
     if not Path(args.input).is_file():
         raise BabelcallError(f"{args.input}: no such file")
-    engines = _load_engines(args)
+    engines = load_engines(args)
     config = SessionConfig(args.source, args.target, voice=args.voice)
     log_file = open(args.events, "w", encoding="utf-8") if args.events else None  # noqa: SIM115
 
@@ -84,6 +85,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# Modules that add subcommands: each has ``register(subparsers)`` that adds its parsers and
+# sets ``func`` (args -> exit code). One module per concern keeps this file small.
+COMMAND_MODULES: tuple[str, ...] = (
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="babelcall", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -96,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--fast", action="store_true",
                     help="as fast as possible on a simulated clock (default: real time)")
     tr.add_argument("-q", "--quiet", action="store_true")
-    _engine_args(tr)
+    engine_args(tr)
     tr.set_defaults(func=cmd_translate)
 
     md = sub.add_parser("models", help="install (assemble) or list the offline models")
@@ -104,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("names", nargs="*")
     md.add_argument("--models-dir")
     md.set_defaults(func=cmd_models)
+
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
