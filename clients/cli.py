@@ -12,10 +12,12 @@ from pathlib import Path
 from babelcall.realtime.errors import BabelcallError
 
 
-def engine_args(p: argparse.ArgumentParser) -> None:
+def engine_args(p: argparse.ArgumentParser, *, languages: bool = True) -> None:
     """Options that choose and locate the engines; shared by every command that loads them."""
-    p.add_argument("--source", "-s", required=True, help="source language (ISO 639-1, e.g. en)")
-    p.add_argument("--target", "-t", required=True, help="target language (e.g. es)")
+    if languages:
+        p.add_argument("--source", "-s", required=True,
+                       help="source language (ISO 639-1, e.g. en)")
+        p.add_argument("--target", "-t", required=True, help="target language (e.g. es)")
     p.add_argument("--mt", default="auto", choices=["auto", "apertium", "ctranslate2", "whisper"],
                    help="translation engine (auto: CTranslate2 if --mt-model, else Apertium for "
                         "the pair, else Whisper's own translation into English)")
@@ -88,6 +90,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 # Modules that add subcommands: each has ``register(subparsers)`` that adds its parsers and
 # sets ``func`` (args -> exit code). One module per concern keeps this file small.
 COMMAND_MODULES: tuple[str, ...] = (
+    "babelcall.benchmarks.cli",
 )
 
 

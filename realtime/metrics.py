@@ -62,6 +62,7 @@ class SessionMetrics:
             "queues": queues,
             "stage_ms": {k: round(v.ewma_s * 1000, 1) for k, v in self.stages.items()},
             "stage_calls": {k: v.calls for k, v in self.stages.items()},
+            "stage_total_s": {k: round(v.total_s, 3) for k, v in self.stages.items()},
             "merges": self.merges,
             "errors": self.errors,
             "shed_level": shed_level,

@@ -22,6 +22,7 @@ from babelcall.realtime.audio import iter_file
 from babelcall.realtime.clock import FakeClock, SystemClock
 from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.playout import Playout
+from babelcall.realtime.scheduler import Scheduler
 from babelcall.realtime.session import Session, SessionConfig
 from babelcall.realtime.types import Event, SynthAudio
 
@@ -37,6 +38,8 @@ class ReplayResult:
     rate: int = 24000
     input_s: float = 0.0
     wall_s: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)  # the session's, at the end
+    lag: list[tuple[float, float]] = field(default_factory=list)  # (input s, lag s) samples
 
 
 def _frames(path: str | os.PathLike[str]) -> list[np.ndarray]:
@@ -47,12 +50,12 @@ def _frames(path: str | os.PathLike[str]) -> list[np.ndarray]:
 
 
 async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLike[str], *,
-                 fast: bool = False,
+                 fast: bool = False, scheduler: Scheduler | None = None,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[float, float], None] | None = None) -> ReplayResult:
     frames = _frames(path)  # decode first: a bad file fails before any model work
-    clock = FakeClock() if fast else SystemClock()
-    session = Session(engines, config, clock=clock)
+    clock = FakeClock() if fast else (scheduler.clock if scheduler else SystemClock())
+    session = Session(engines, config, clock=clock, scheduler=scheduler)
     result = ReplayResult(rate=engines.tts.sample_rate, input_s=len(frames) * FRAME_S)
     playout = Playout(engines.tts.sample_rate)
     origin = clock.now_ns()
@@ -61,6 +64,8 @@ async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLik
     async def collect() -> None:
         async for ev in session.events():
             placed = playout.add(ev) if isinstance(ev, SynthAudio) else None
+            if placed is not None:  # the listener's queue drives the session's catch-up
+                session.report_backlog(max(0.0, (placed.end_ns - clock.now_ns()) / 1e9))
             rec = event_record(ev, origin_ns=origin, arrival_ns=session.arrival_ns(ev.src.end),
                                play_start_ns=placed.start_ns if placed else None)
             result.events.append(ev)
@@ -81,10 +86,13 @@ async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLik
             session.push(frame, RATE)
             if fast:
                 await session.idle()
+            if i % 25 == 24:
+                result.lag.append((round(t_end, 2), session.metrics()["lag_s"]))
             if progress and i % 50 == 49:
                 progress(t_end, result.input_s)
         await session.end()
         await collector
+        result.metrics = session.metrics()
     result.audio = playout.render(origin, result.input_s)
     result.wall_s = time.monotonic() - started
     return result

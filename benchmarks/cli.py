@@ -1,0 +1,105 @@
+"""``babelcall bench``: the numbers users compare us by (see benchmarks/run.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "fleurs"
+
+
+def register(sub: Any) -> None:
+    from babelcall.clients.cli import engine_args
+
+    p = sub.add_parser("bench", help="latency/quality/scale benchmark on FLEURS clips")
+    p.add_argument("--pair", default="en-es", help="source-target, e.g. en-es")
+    p.add_argument("--clips", type=int, default=None, help="use the first N clips (default all)")
+    p.add_argument("--eval-dir", default=os.environ.get("BABELCALL_EVAL", str(DEFAULT_EVAL)))
+    p.add_argument("--out", default="bench-results", help="output folder")
+    p.add_argument("--budget-ms", type=float, default=1000.0,
+                   help="p95 first-audio target for the concurrency sweep")
+    p.add_argument("--max-sessions", type=int, default=16)
+    p.add_argument("--no-sweep", action="store_true", help="skip the concurrency sweep")
+    p.add_argument("--smoke", action="store_true", help="one clip, no sweep (CI)")
+    engine_args(p, languages=False)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    results = asyncio.run(run_bench(args))
+    print(results["markdown"], end="")
+    print(f"results in {args.out}/", file=sys.stderr)
+    return 0
+
+
+async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, Any]:
+    """``engines``: already loaded engines to use (tests share theirs); else loaded from args."""
+    from babelcall.benchmarks import run as R
+    from babelcall.benchmarks.report import markdown, plots
+    from babelcall.clients.cli import load_engines
+    from babelcall.realtime.errors import BabelcallError
+    from babelcall.realtime.replay import replay
+    from babelcall.realtime.scheduler import Scheduler
+    from babelcall.realtime.session import SessionConfig
+
+    try:
+        args.source, args.target = args.pair.split("-")
+    except ValueError as exc:
+        raise BabelcallError(f"--pair must look like en-es, got {args.pair!r}") from exc
+    clips = R.find_clips(Path(args.eval_dir), args.source, args.target,
+                         1 if args.smoke else args.clips)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    engines = engines or load_engines(args)
+    cpu0, wall0 = sum(os.times()[:2]), time.monotonic()
+
+    streaming, stream_runs = [], []
+    async with Scheduler(engines) as sched:
+        for clip in clips:
+            res = await replay(engines, SessionConfig(args.source, args.target), clip.path,
+                               scheduler=sched)
+            stream_runs.append(res)
+            streaming.append(R.score_stream(engines, clip, res, args.target))
+    cascade = [R.run_cascade(engines, c, args.source, args.target) for c in clips]
+    refs = [c.tgt_ref for c in clips]
+    stage_rtf: dict[str, float] = {}
+    total_in = sum(r.input_s for r in stream_runs)
+    for r in stream_runs:
+        for k, v in r.metrics.get("stage_total_s", {}).items():
+            stage_rtf[k] = stage_rtf.get(k, 0.0) + v
+    results: dict[str, Any] = {
+        "pair": args.pair, "clips": len(clips), "mode": "in-process, real-time pacing",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": R.git_commit(), "machine": R.machine_info(args.device),
+        "models": {"asr": args.asr_model, "mt": engines.translator.name
+                   if engines.translator else "whisper-translate", "tts": args.tts_model},
+        "budget_ms": args.budget_ms,
+        "streaming": R.aggregate(streaming, refs), "cascade": R.aggregate(cascade, refs),
+        "per_clip": [vars(s) for s in streaming],
+        "per_clip_cascade": [vars(s) for s in cascade],
+        "cost": {"stage_rtf": {k: round(v / max(total_in, 1e-9), 3)
+                               for k, v in stage_rtf.items()},
+                 **R.resources(cpu0, wall0)},
+    }
+    if not (args.smoke or args.no_sweep):
+        rows = await R.sweep(engines, clips, args.source, args.target,
+                             budget_ms=args.budget_ms, max_sessions=args.max_sessions)
+        results["sweep"] = rows
+        ok = [r["sessions"] for r in rows if r["first_audio_ms"]["p95"] is not None
+              and r["first_audio_ms"]["p95"] <= args.budget_ms]
+        results["max_sessions_within_budget"] = max(ok, default=0)
+    results["cost"].update(R.resources(cpu0, wall0))
+    results["markdown"] = markdown(results)
+    raw = {"streaming_latencies": [x for s in streaming for x in s.first_audio_ms],
+           "cascade_latencies": [x for s in cascade for x in s.first_audio_ms]}
+    results["plots"] = [str(p) for p in plots(results, raw, out)]
+    (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    (out / "results.md").write_text(results["markdown"], encoding="utf-8")
+    return results

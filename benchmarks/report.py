@@ -1,0 +1,107 @@
+"""Turn bench results into a Markdown table and PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.0f}" if isinstance(v, float) and abs(v) >= 10 else str(v)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m, s, b = results["machine"], results["streaming"], results["cascade"]
+    lines = [
+        f"### babelcall bench — {results['pair']}, {results['clips']} clips, "
+        f"{results['mode']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m.get('memory_gib', '?')} GiB, "
+        f"device {m['device']}{' (' + m['gpu'] + ')' if m.get('gpu') else ''}; "
+        f"commit {results.get('commit') or '?'}; {results['date']}.",
+        f"Models: {', '.join(f'{k}={v}' for k, v in results['models'].items())}.",
+        "",
+        "| metric | babelcall (streaming) | offline cascade (dubbing) |",
+        "|---|---|---|",
+    ]
+    for key, label in (("first_audio_ms", "end of speech → first audio, ms"),
+                       ("start_offset_ms", "StartOffset, ms"),
+                       ("end_offset_ms", "EndOffset, ms"), ("laal_ms", "LAAL (text), ms")):
+        row = []
+        for agg in (s, b):
+            pct = agg.get(key) or {}
+            row.append("–" if pct.get("p50") is None else
+                       f"p50 {_fmt(pct['p50'])} · p90 {_fmt(pct['p90'])} · "
+                       f"p95 {_fmt(pct['p95'])}")
+        lines.append(f"| {label} | {row[0]} | {row[1]} |")
+    for key, label in (("wer", "ASR WER"), ("bleu", "BLEU"), ("chrf", "chrF"),
+                       ("asr_bleu", "ASR-BLEU (speech heard back)"), ("asr_chrf", "ASR-chrF"),
+                       ("speaker_similarity", "speaker similarity")):
+        lines.append(f"| {label} | {_fmt(s.get(key))} | {_fmt(b.get(key))} |")
+    cost = results.get("cost", {})
+    rtf = ", ".join(f"{k} {v}" for k, v in cost.get("stage_rtf", {}).items())
+    lines += ["", f"Cost: real-time factor per stage {rtf or '–'}; "
+              f"CPU {cost.get('cpu_percent', '–')} %; peak RSS {cost.get('peak_rss_mib', '–')} "
+              "MiB."]
+    if results.get("sweep"):
+        lines += ["", "| concurrent sessions | first audio p50 / p95, ms | max lag, s | "
+                      "ASR mean batch |", "|---|---|---|---|"]
+        for row in results["sweep"]:
+            pct = row["first_audio_ms"]
+            lines.append(f"| {row['sessions']} | {_fmt(pct['p50'])} / {_fmt(pct['p95'])} | "
+                         f"{row['max_lag_s']} | {row['asr_mean_batch']} |")
+        lines.append(f"\nMaximum sessions holding p95 ≤ {results['budget_ms']} ms: "
+                     f"**{results.get('max_sessions_within_budget', 0)}**.")
+    return "\n".join(lines) + "\n"
+
+
+def plots(results: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    written = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in (("streaming", raw["streaming_latencies"]),
+                          ("offline cascade", raw["cascade_latencies"])):
+        if values:
+            xs = np.sort(values)
+            ax.step(xs, np.arange(1, len(xs) + 1) / len(xs), where="post", label=label)
+    ax.axvline(results["budget_ms"], color="grey", ls="--", lw=1, label="budget")
+    ax.set(xlabel="end of speech → first translated audio (ms)", ylabel="fraction of phrases",
+           title="First-audio latency CDF")
+    ax.legend()
+    written.append(_save(fig, out / "latency_cdf.png"))
+
+    if results.get("sweep"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for row in results["sweep"][-1:]:
+            for i, lag in enumerate(row["lag"]):
+                if lag:
+                    ax.plot([t for t, _ in lag], [v for _, v in lag], label=f"session {i + 1}")
+        ax.set(xlabel="input time (s)", ylabel="lag behind the speaker (s)",
+               title=f"Lag per session ({results['sweep'][-1]['sessions']} concurrent)")
+        ax.legend(fontsize=7)
+        written.append(_save(fig, out / "lag.png"))
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ns = [r["sessions"] for r in results["sweep"]]
+        ax.plot(ns, [r["first_audio_ms"]["p95"] for r in results["sweep"]], marker="o")
+        ax.axhline(results["budget_ms"], color="grey", ls="--", lw=1)
+        ax.set(xlabel="concurrent sessions", ylabel="p95 first audio (ms)", xscale="log",
+               title="Sessions vs p95 first-audio latency")
+        written.append(_save(fig, out / "sessions_p95.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

@@ -1,0 +1,215 @@
+"""``babelcall bench``: run FLEURS clips through the real pipeline, paced in real time, next to
+the offline cascade baseline, then sweep concurrent sessions until p95 first audio exceeds the
+budget. Writes results.json (machine, models, commit), results.md and PNG plots."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from babelcall.benchmarks import measures as M
+from babelcall.engines.registry import Engines
+from babelcall.realtime.audio import Resampler, frame_from_array, load_file
+from babelcall.realtime.replay import ReplayResult, replay
+from babelcall.realtime.scheduler import Scheduler
+from babelcall.realtime.session import SessionConfig
+from babelcall.realtime.types import join_words
+
+
+@dataclass
+class Clip:
+    name: str
+    path: Path
+    src_ref: str
+    tgt_ref: str
+    transcript: str
+    duration_s: float = 0.0
+
+
+def find_clips(eval_dir: Path, source: str, target: str, limit: int | None) -> list[Clip]:
+    refs = eval_dir / f"refs-{source}-{target}.jsonl"
+    if not refs.is_file():
+        from babelcall.realtime.errors import BabelcallError
+
+        raise BabelcallError(f"no references for {source}-{target} in {eval_dir}")
+    clips = []
+    for line in refs.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        path = eval_dir / f"{row['clip']}.ogg"
+        txt = path.with_suffix(".txt")
+        clips.append(Clip(row["clip"], path, row["src_ref"], row["tgt_ref"],
+                          txt.read_text(encoding="utf-8") if txt.is_file() else row["src_ref"]))
+    return clips[:limit] if limit else clips
+
+
+def to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
+    if rate == 16000:
+        return pcm
+    r = Resampler(16000)
+    return np.concatenate([r.push(frame_from_array(pcm, rate)), r.flush()])
+
+
+def hear(engines: Engines, audio: np.ndarray, rate: int, language: str) -> str:
+    """What a listener's ASR hears in the translated speech (for ASR-BLEU)."""
+    pcm = to_16k(audio, rate)
+    words = []
+    for i in range(0, len(pcm), 16000 * 25):
+        words += engines.asr.transcribe(pcm[i:i + 16000 * 25], language=language)
+    return join_words(words)
+
+
+@dataclass
+class ClipScore:
+    clip: str
+    duration_s: float
+    first_audio_ms: list[float]
+    start_offset_ms: float | None
+    end_offset_ms: float | None
+    laal_ms: float | None
+    wer: float
+    source_text: str
+    target_text: str
+    heard_text: str
+    stage_rtf: dict[str, float] = field(default_factory=dict)
+
+
+def score_stream(engines: Engines, clip: Clip, res: ReplayResult, target: str) -> ClipScore:
+    recs = res.records
+    start_off, end_off = M.offsets(recs)
+    tgt = M.committed_target(recs)
+    return ClipScore(
+        clip.name, res.input_s, M.first_audio_latencies(recs), start_off, end_off,
+        M.laal(M.text_delays(recs), res.input_s * 1000, len(clip.tgt_ref.split())),
+        M.wer(clip.transcript, M.committed_source(recs)), M.committed_source(recs), tgt,
+        hear(engines, res.audio, res.rate, target),
+        {k: round(v / max(res.input_s, 1e-9), 3)
+         for k, v in res.metrics.get("stage_total_s", {}).items()})
+
+
+def run_cascade(engines: Engines, clip: Clip, source: str, target: str) -> ClipScore:
+    """The dubbing workflow: wait for the whole clip, then ASR -> MT -> TTS in one go.
+    First audio = the time those take after the clip ends (the source is all there)."""
+    audio = load_file(clip.path, 16000)
+    dur = len(audio) / 16000
+    t0 = time.monotonic()
+    words = []
+    for i in range(0, len(audio), 16000 * 28):
+        words += engines.asr.transcribe(audio[i:i + 16000 * 28], language=source)
+    text = join_words(words)
+    if engines.translator is not None:
+        tgt = engines.translator.translate([text], source=source, target=target)[0]
+    else:
+        tgt = join_words(engines.asr.transcribe(audio[: 16000 * 30], language=source,
+                                                task="translate"))
+    chunks, first_ms = [], None
+    for chunk in engines.tts.synthesize(tgt, language=target):
+        if first_ms is None:
+            first_ms = (time.monotonic() - t0) * 1000
+        chunks.append(chunk)
+    out = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    end_ms = (time.monotonic() - t0) * 1000 + len(out) / engines.tts.sample_rate * 1000
+    src_end = words[-1].end if words else dur
+    lag = (dur - src_end) * 1000  # the clip's trailing silence also passes before t0
+    first = [first_ms + lag] if first_ms is not None else []
+    start = (dur * 1000 + first_ms - (words[0].start * 1000 if words else 0)) \
+        if first_ms is not None else None
+    return ClipScore(clip.name, dur, first, start, end_ms + lag, None,
+                     M.wer(clip.transcript, text), text, tgt,
+                     hear(engines, out, engines.tts.sample_rate, target))
+
+
+def aggregate(scores: list[ClipScore], tgt_refs: list[str]) -> dict[str, Any]:
+    lat = [x for s in scores for x in s.first_audio_ms]
+    bleu, chrf = M.bleu_chrf([s.target_text for s in scores], tgt_refs)
+    ableu, achrf = M.bleu_chrf([s.heard_text for s in scores], tgt_refs)
+    vals = [s.laal_ms for s in scores if s.laal_ms is not None]
+    return {
+        "first_audio_ms": M.percentiles(lat),
+        "start_offset_ms": M.percentiles([s.start_offset_ms for s in scores
+                                          if s.start_offset_ms is not None]),
+        "end_offset_ms": M.percentiles([s.end_offset_ms for s in scores
+                                        if s.end_offset_ms is not None]),
+        "laal_ms": M.percentiles(vals),
+        "wer": round(float(np.mean([s.wer for s in scores])), 3) if scores else None,
+        "bleu": bleu, "chrf": chrf, "asr_bleu": ableu, "asr_chrf": achrf,
+    }
+
+
+async def sweep(engines: Engines, clips: list[Clip], source: str, target: str, *,
+                budget_ms: float, max_sessions: int) -> list[dict[str, Any]]:
+    """N concurrent sessions (each its own clip, all sharing the models through one scheduler)
+    for N = 1, 2, 4, ... until p95 first audio exceeds the budget."""
+    rows: list[dict[str, Any]] = []
+    n = 1
+    while n <= max_sessions:
+        async with Scheduler(engines) as sched:
+            started = time.monotonic()
+            results = await asyncio.gather(*[
+                replay(engines, SessionConfig(source, target), clips[i % len(clips)].path,
+                       scheduler=sched) for i in range(n)])
+            lat = [x for r in results for x in M.first_audio_latencies(r.records)]
+            metrics = sched.metrics()
+        pct = M.percentiles(lat)
+        rows.append({"sessions": n, "first_audio_ms": pct,
+                     "max_lag_s": max((lag for r in results for _, lag in r.lag), default=0.0),
+                     "asr_mean_batch": metrics["asr_mean_batch"],
+                     "wall_s": round(time.monotonic() - started, 1),
+                     "lag": [r.lag for r in results]})
+        if pct["p95"] is None or pct["p95"] > budget_ms:
+            break
+        n *= 2
+    return rows
+
+
+def machine_info(device: str) -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "device": device,
+                            "python": platform.python_version(),
+                            "platform": platform.platform()}
+    try:
+        mem = Path("/proc/meminfo").read_text().split()[1]
+        info["memory_gib"] = round(int(mem) / 2**20, 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    if device.startswith("cuda"):
+        try:
+            info["gpu"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            info["gpu"] = "unknown"
+    return info
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10, cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def resources(cpu_start: float, wall_start: float) -> dict[str, Any]:
+    t = os.times()
+    wall = time.monotonic() - wall_start
+    return {"cpu_percent": round(100 * (t.user + t.system - cpu_start) / max(wall, 1e-9), 1),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "wall_s": round(wall, 1)}

@@ -1,0 +1,53 @@
+"""The bench's smoke variant on one real clip with the real engines: the report is complete
+and sane. Speed is not asserted (numbers come from the benchmark, not from tests)."""
+
+import asyncio
+import json
+
+import pytest
+from conftest import eval_dir
+
+from babelcall.benchmarks import measures as M
+from babelcall.clients.cli import build_parser
+
+
+def test_measures_on_a_hand_made_log():
+    recs = [
+        {"type": "transcript", "utt": 0, "committed": "hello there", "wall_ms": 1500,
+         "words": [["hello", 0.5, 0.9], ["there", 1.0, 1.4]]},
+        {"type": "translation", "utt": 0, "committed": "hola", "wall_ms": 1600},
+        {"type": "translation", "utt": 0, "committed": " ahí", "wall_ms": 2000},
+        {"type": "synth_audio", "utt": 0, "wall_ms": 2100, "play_start_ms": 2100,
+         "duration_ms": 800},
+    ]
+    assert M.first_audio_latencies(recs) == [pytest.approx(700)]
+    assert M.offsets(recs) == (pytest.approx(1600), pytest.approx(1500))
+    assert M.committed_target(recs) == "hola ahí"
+    # two target words against a 1.4 s source and a 2-word reference: d - i*700
+    assert M.laal([1600, 2000], 1400, 2) == pytest.approx(1600)
+    assert M.wer("hello there", "hello") == pytest.approx(0.5)
+
+
+def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
+    from babelcall.benchmarks.cli import run_bench
+
+    args = build_parser().parse_args(["bench", "--smoke", "--pair", "en-es", "--out",
+                                      str(tmp_path), "--eval-dir", str(eval_dir())])
+    results = asyncio.run(run_bench(args, engines=engines))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["clips"] == 1 and saved["machine"]["cores"] >= 1
+    for side in ("streaming", "cascade"):
+        agg = saved[side]
+        assert agg["first_audio_ms"]["n"] >= 1
+        assert agg["first_audio_ms"]["p50"] > 0
+        assert agg["start_offset_ms"]["p50"] > 0
+        assert 0 <= agg["bleu"] <= 100 and 0 <= agg["chrf"] <= 100
+        assert 0 <= agg["asr_bleu"] <= 100 and 0 <= agg["wer"] <= 1.5
+        sim = agg.get("speaker_similarity")
+        assert sim is None or -1 <= sim <= 1
+    assert saved["streaming"]["laal_ms"]["p50"] is not None
+    assert set(saved["cost"]["stage_rtf"]) >= {"asr", "mt", "tts"}
+    assert saved["cost"]["peak_rss_mib"] > 100
+    assert "| BLEU |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "latency_cdf.png").stat().st_size > 1000
+    assert results["markdown"].startswith("### babelcall bench")
