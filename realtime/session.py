@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 RATE = 16000
 _END = object()
 _ids = itertools.count(1)
+ARRIVAL_KEEP = 6000  # arrival stamps kept: >= 2 min of 20 ms frames, far beyond any phrase
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,8 @@ class Session:
         self._received += len(pcm)
         self._arrival_t.append(self._received / RATE)
         self._arrival_ns.append(self.clock.now_ns())
+        if len(self._arrival_t) > 2 * ARRIVAL_KEEP:  # bounded memory on hour-long calls
+            del self._arrival_t[:ARRIVAL_KEEP], self._arrival_ns[:ARRIVAL_KEEP]
         self._put(self._listen_q, pcm)
 
     def _put(self, q: asyncio.Queue[Any], item: Any) -> None:

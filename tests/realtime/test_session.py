@@ -137,3 +137,22 @@ def test_unsupported_pair_fails_at_construction():
 
     with pytest.raises(UnsupportedLanguage):
         Session(fake_engines(mt=NoMt()), SessionConfig("en", "xx"))
+
+
+def test_arrival_index_stays_bounded_on_long_calls():
+    from babelcall.realtime import session as S
+
+    async def go():
+        clock = FakeClock()
+        session = Session(fake_engines(), SessionConfig("en", "es"), clock=clock)
+        silence = np.zeros(320, dtype=np.float32)
+        for i in range(3 * S.ARRIVAL_KEEP):
+            clock.set(int((i + 1) * 0.02 * 1e9))
+            session._accept(silence)  # as push() does after resampling
+        latest = session.arrival_ns(3 * S.ARRIVAL_KEEP * 0.02)
+        await session.close()
+        return len(session._arrival_t), latest
+
+    size, latest = asyncio.run(go())
+    assert size <= 2 * S.ARRIVAL_KEEP
+    assert latest == pytest.approx(3 * S.ARRIVAL_KEEP * 0.02 * 1e9)
