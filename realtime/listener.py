@@ -23,6 +23,15 @@ class PhraseStart:
 @dataclass(frozen=True)
 class PhraseAudio:
     pcm: np.ndarray
+    voiced_s: float  # how much of it the VAD scored as speech
+
+
+@dataclass(frozen=True)
+class PhrasePause:
+    """The speaker has paused for ``pause_s`` inside a phrase: the phrase may be ending, so the
+    recogniser can run its final pass now, while the VAD waits to be sure."""
+
+    time: float
 
 
 @dataclass(frozen=True)
@@ -30,7 +39,7 @@ class PhraseEnd:
     time: float
 
 
-Heard = PhraseStart | PhraseAudio | PhraseEnd
+Heard = PhraseStart | PhraseAudio | PhrasePause | PhraseEnd
 
 
 class Listener:
@@ -75,7 +84,11 @@ class Listener:
                 else:
                     out.append(PhraseEnd(ev.time))
             if was and self._tracker.speaking:
-                out.append(PhraseAudio(win))
+                voiced = self.window / self.rate if self._tracker.silence_s == 0 else 0.0
+                out.append(PhraseAudio(win, voiced))
+                pause = self._tracker.params.pause_s
+                if pause <= self._tracker.silence_s < pause + self.window / self.rate:
+                    out.append(PhrasePause(self._scored / self.rate))
         return _merge_audio(out)
 
     def flush(self) -> list[Heard]:
@@ -93,7 +106,8 @@ def _merge_audio(items: list[Heard]) -> list[Heard]:
     merged: list[Heard] = []
     for item in items:
         if isinstance(item, PhraseAudio) and merged and isinstance(merged[-1], PhraseAudio):
-            merged[-1] = PhraseAudio(np.concatenate([merged[-1].pcm, item.pcm]))
+            merged[-1] = PhraseAudio(np.concatenate([merged[-1].pcm, item.pcm]),
+                                     merged[-1].voiced_s + item.voiced_s)
         else:
             merged.append(item)
     return merged

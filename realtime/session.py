@@ -34,7 +34,13 @@ from babelcall.realtime.budget import LatencyBudget, asr_interval_factor, catchu
 from babelcall.realtime.clauses import ClauseCutter
 from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.realtime.errors import SessionClosed
-from babelcall.realtime.listener import Listener, PhraseAudio, PhraseEnd, PhraseStart
+from babelcall.realtime.listener import (
+    Listener,
+    PhraseAudio,
+    PhraseEnd,
+    PhrasePause,
+    PhraseStart,
+)
 from babelcall.realtime.metrics import SessionMetrics
 from babelcall.realtime.scheduler import Deadlines, Scheduler
 from babelcall.realtime.types import (
@@ -291,7 +297,9 @@ class Session:
                 return
 
     async def _recognize(self) -> None:
-        utt, fresh = -1, 0.0  # seconds of audio not yet transcribed
+        utt = -1
+        fresh = 0.0  # seconds of phrase audio not yet transcribed
+        voiced = 0.0  # of which the VAD scored as speech
         phrase_start = 0.0
         committed: list[Word] = []
         while True:
@@ -303,34 +311,54 @@ class Session:
                     self._done(len(items))
                     return
                 utt, heard = item
+                later = [i[1] for i in items[k + 1:] if i is not _END]
                 if isinstance(heard, PhraseStart):
-                    phrase_start, committed, fresh = heard.time, [], len(heard.pcm) / RATE
+                    phrase_start, committed = heard.time, []
+                    fresh = voiced = len(heard.pcm) / RATE
                     self._asr.start(heard.time, heard.pcm)
                 elif isinstance(heard, PhraseAudio):
                     self._asr.insert_audio(heard.pcm)
                     fresh += len(heard.pcm) / RATE
-                    more_audio = any(isinstance(i[1], PhraseAudio) for i in items[k + 1:]
-                                     if i is not _END)
-                    if fresh >= self._asr_interval() and not more_audio:
-                        fresh = 0.0
+                    voiced += heard.voiced_s
+                    # Coalesce: with more audio already queued, one pass reads it all.
+                    if fresh >= self._asr_interval() and not any(
+                            isinstance(h, (PhraseAudio, PhrasePause, PhraseEnd)) for h in later):
+                        fresh = voiced = 0.0
                         self._deadline("asr", self._asr.buffer_end, final=False)
                         new = await self._run_asr(utt, phrase_start, self._asr.process)
-                        self.stats.covered_s = max(self.stats.covered_s, self._asr.buffer_end)
+                        committed += new
+                        self._send_source(utt, phrase_start, committed, new, final=False)
+                elif isinstance(heard, PhrasePause):
+                    # The phrase may be over: transcribe now, overlapping the VAD's wait.
+                    if voiced > 0 and not any(isinstance(h, PhraseAudio) and h.voiced_s
+                                              for h in later):
+                        fresh = voiced = 0.0
+                        self._deadline("asr", heard.time, final=True)
+                        new = await self._run_asr(utt, phrase_start, self._asr.process)
                         committed += new
                         self._send_source(utt, phrase_start, committed, new, final=False)
                 elif isinstance(heard, PhraseEnd):
-                    new = []
                     self.stats.phrase_end(utt, self.arrival_ns(heard.time))
-                    self._deadline("asr", heard.time, final=True)
-                    if fresh > 0.1:
+                    new = []
+                    if voiced > 0.05:  # speech since the last pass: read it
+                        self._deadline("asr", heard.time, final=True)
                         new += await self._run_asr(utt, phrase_start, self._asr.process)
                     new += self._asr.finish()
-                    fresh = 0.0
+                    fresh = voiced = 0.0
+                    committed += new
                     self.stats.covered_s = max(self.stats.covered_s, heard.time)
                     self.stats.mark(utt, "asr_done_ns", self.clock.now_ns())
-                    committed += new
                     self._send_source(utt, phrase_start, committed, new, final=True)
             self._done(len(items))
+
+    async def _run_asr(self, utt: int, start: float, fn: Callable[[], list[Word]]) -> list[Word]:
+        try:
+            words = await self._call("asr", fn)
+        except Exception as exc:
+            self._error("asr", utt, _span(start, self._asr.buffer_end), exc)
+            return []
+        self.stats.covered_s = max(self.stats.covered_s, self._asr.buffer_end)
+        return words
 
     def _asr_interval(self) -> float:
         level = self.scheduler.level if self.scheduler else 0
@@ -339,13 +367,6 @@ class Session:
     def _deadline(self, stage: str, source_t: float, *, final: bool) -> None:
         anchor = self.arrival_ns(source_t)
         self._deadlines.set(stage, self.budget.deadline(stage, anchor, final=final))
-
-    async def _run_asr(self, utt: int, start: float, fn: Callable[[], list[Word]]) -> list[Word]:
-        try:
-            return await self._call("asr", fn)
-        except Exception as exc:
-            self._error("asr", utt, _span(start, self._asr.buffer_end), exc)
-            return []
 
     def _send_source(self, utt: int, start: float, committed: list[Word], new: list[Word],
                      *, final: bool) -> None:

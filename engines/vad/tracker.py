@@ -14,12 +14,15 @@ class VadParams:
     min_speech_s: float = 0.25
     min_silence_s: float = 0.45
     pad_s: float = 0.2
+    pause_s: float = 0.2  # silence inside a phrase after which the recogniser may finalise
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError("threshold must be in (0, 1)")
         if self.min_speech_s < 0 or self.min_silence_s <= 0 or self.pad_s < 0:
             raise ValueError("durations must be positive")
+        if not 0 < self.pause_s <= self.min_silence_s:
+            raise ValueError("pause_s must be positive and at most min_silence_s")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,13 @@ class VadTracker:
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    @property
+    def silence_s(self) -> float:
+        """Length of the silence that is running inside an open phrase (0 when voiced)."""
+        if not self._speaking or self._silence_since is None:
+            return 0.0
+        return self._t - self._silence_since
 
     def update(self, probs: list[float] | tuple[float, ...]) -> list[Boundary]:
         p = self.params

@@ -156,3 +156,14 @@ def test_arrival_index_stays_bounded_on_long_calls():
     size, latest = asyncio.run(go())
     assert size <= 2 * S.ARRIVAL_KEEP
     assert latest == pytest.approx(3 * S.ARRIVAL_KEEP * 0.02 * 1e9)
+
+
+def test_final_pass_runs_at_the_pause_not_again_at_the_phrase_end():
+    """The recogniser's last pass overlaps the VAD's wait for the phrase end: one ASR call per
+    phrase when updates are rare, and every word is still committed by the end."""
+    engines = fake_engines()
+    _, events = asyncio.run(run(engines, tone_phrases(2.0, 2.0),
+                                cfg=SessionConfig("en", "es", asr_interval_s=10.0)))
+    assert engines.asr.calls == 2
+    words = [w.text for e in events if isinstance(e, Transcript) for w in e.committed]
+    assert words == [" w0", " w1", " w2", " w3"] * 2
