@@ -10,11 +10,16 @@ _CLAUSE_END = re.compile(r"[,;:.!?…。！？、]['\"”»)]*$")
 
 
 class ClauseCutter:
-    def __init__(self, max_words: int = 8) -> None:
-        if max_words < 2:
-            raise ValueError("max_words must be at least 2")
+    """``first_max_words`` caps the first piece of each phrase lower than the rest: synthesis
+    time grows with the piece, and the first piece is what the listener waits for."""
+
+    def __init__(self, max_words: int = 8, first_max_words: int = 5) -> None:
+        if max_words < 2 or first_max_words < 2:
+            raise ValueError("max_words and first_max_words must be at least 2")
         self.max_words = max_words
+        self.first_max_words = first_max_words
         self._words: list[str] = []
+        self._first = True  # the next piece opens a phrase
 
     @property
     def pending(self) -> str:
@@ -26,11 +31,17 @@ class ClauseCutter:
         pieces: list[str] = []
         start = 0
         for i, word in enumerate(self._words):
-            if _CLAUSE_END.search(word) or i + 1 - start >= self.max_words:
+            limit = self.first_max_words if self._first and not pieces else self.max_words
+            if _CLAUSE_END.search(word) or i + 1 - start >= limit:
                 pieces.append(" ".join(self._words[start:i + 1]))
                 start = i + 1
         self._words = self._words[start:]
         if final and self._words:
             pieces.append(" ".join(self._words))
             self._words = []
-        return [p for p in pieces if re.search(r"\w", p)]
+        pieces = [p for p in pieces if re.search(r"\w", p)]
+        if pieces:
+            self._first = False
+        if final:
+            self._first = True
+        return pieces

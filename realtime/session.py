@@ -70,6 +70,7 @@ class SessionConfig:
     asr_interval_s: float = 0.8  # new speech between two ASR updates of a phrase
     max_phrase_buffer_s: float = 15.0
     max_clause_words: int = 8
+    first_clause_words: int = 5  # the first piece of a phrase is shorter: it is waited for
     voice: str | None = None
     speed: float = 1.0
 
@@ -421,7 +422,7 @@ class Session:
             self._put(self._tts_q, (src.utt, new, src.span, src.final))
 
     async def _speak(self) -> None:
-        cutter = ClauseCutter(self.config.max_clause_words)
+        cutter = ClauseCutter(self.config.max_clause_words, self.config.first_clause_words)
         while True:
             first = await self._tts_q.get()
             items = self._drain(self._tts_q, first) if self._backlog_s > \

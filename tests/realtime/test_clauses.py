@@ -1,0 +1,34 @@
+"""Where committed target text is cut for synthesis (pure)."""
+
+import pytest
+
+from babelcall.realtime.clauses import ClauseCutter
+
+
+def test_cuts_at_clause_ends():
+    c = ClauseCutter(max_words=8, first_max_words=8)
+    assert c.push("Sin embargo, debido a los") == ["Sin embargo,"]
+    assert c.pending == "debido a los"
+    assert c.push("canales lentos. Los estilos") == ["debido a los canales lentos."]
+    assert c.push("cambian", final=True) == ["Los estilos cambian"]
+    assert c.pending == ""
+
+
+def test_first_piece_of_a_phrase_is_short_then_longer_pieces():
+    c = ClauseCutter(max_words=6, first_max_words=3)
+    text = "uno dos tres cuatro cinco seis siete ocho nueve diez"
+    assert c.push(text) == ["uno dos tres", "cuatro cinco seis siete ocho nueve"]
+    assert c.push("", final=True) == ["diez"]
+    # the next phrase starts short again
+    assert c.push("a b c d e f g") == ["a b c"]
+    assert c.pending == "d e f g"
+
+
+def test_punctuation_only_pieces_are_not_spoken():
+    c = ClauseCutter()
+    assert c.push("... ,", final=True) == []
+
+
+def test_bad_limits():
+    with pytest.raises(ValueError):
+        ClauseCutter(max_words=1)
