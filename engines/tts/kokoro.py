@@ -1,0 +1,182 @@
+"""Kokoro-82M (int8 ONNX) speech synthesis on onnxruntime, streamed clause by clause.
+
+Kokoro takes a whole phoneme string and returns its audio in one go (~0.4 x real time on two
+CPU cores), so the first audio of a long sentence would come seconds late. We cut the text at
+espeak's clause boundaries: the first piece is the first clause(s), just long enough to be
+rendered well (``MIN_PIECE``), and each later piece merges clauses up to twice the length of
+the piece before it. Since a piece takes less than half its own duration to compute, the next
+one is ready before the previous one has finished playing, while longer pieces keep more of
+the sentence's intonation. No piece exceeds the 510 tokens the style table (and the model's
+context) allows.
+
+One InferenceSession serves every caller: onnxruntime's ``run`` is thread-safe."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from babelcall.engines.models import resolve
+from babelcall.engines.tts.phonemes import Clause, Phonemizer
+from babelcall.realtime.errors import EngineUnavailable, ModelNotFound
+
+SAMPLE_RATE = 24000
+MAX_TOKENS = 510  # rows of each voice's style table; the model adds a pad token at both ends
+DEFAULT_VOICE = "jm_kumo"  # Japanese-trained, yet the clearest here in Spanish/English trips
+REQUIRED = ("model.onnx", "vocab.json", "voices.npz")
+MIN_SPEED, MAX_SPEED = 0.5, 2.0
+
+# Kokoro renders an isolated short clause ("Bonjour,") poorly (Whisper misheard 2-3 x more
+# words of French sentences cut that way), so a piece holds at least this many symbols
+# (~2 s of speech, ~0.7 s to compute) unless the text is shorter.
+MIN_PIECE = 30
+_KEEP_S = 0.05  # silence kept at each end of a piece, so clauses join like natural pauses
+_FRAME_S = 0.01
+_SILENCE_RMS = 0.002  # Kokoro pads with near-digital silence; its final fricatives are ~0.01
+_PUNCT_SPLIT = re.compile(r"(?<=[,.!?;:—…])\s+")
+
+
+class KokoroSynth:
+    """Multilingual TTS with Kokoro-82M and espeak-ng phonemes; see module docstring."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, model: str = "kokoro-82m", *, voice: str = DEFAULT_VOICE,
+                 models_dir: str | os.PathLike[str] | None = None, threads: int = 0) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EngineUnavailable("Kokoro TTS needs onnxruntime: pip install onnxruntime") \
+                from exc
+        path = resolve(model, required=REQUIRED, models=models_dir)
+        self._vocab = _load_vocab(path / "vocab.json")
+        self._styles = _load_voices(path / "voices.npz")
+        self.voices: tuple[str, ...] = tuple(sorted(self._styles))
+        self.voice = self._check_voice(voice)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+        opts.inter_op_num_threads = 1
+        # Whisper and MT share these cores: idle ORT workers that spin burned ~25% more CPU
+        # per second of speech here (1.2 vs 0.95 CPU-s with 2 threads on a busy 2-core box).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        onnx = path / "model.onnx"
+        try:
+            self._session = ort.InferenceSession(str(onnx), sess_options=opts,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail...) are bare
+            raise ModelNotFound(f"could not load the Kokoro model {onnx}: {exc}") from exc
+        self.model_name = str(model)
+        self._phonemizer = Phonemizer(self._vocab)
+
+    def supports(self, language: str) -> bool:
+        return self._phonemizer.supports(language)
+
+    def synthesize(self, text: str, *, language: str, voice: str | None = None,
+                   speed: float = 1.0) -> Iterator[np.ndarray]:
+        """Validate now (so errors reach the caller at the call), then stream the pieces."""
+        style = self._styles[self._check_voice(voice or self.voice)]
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise ValueError(f"speed must be within [{MIN_SPEED}, {MAX_SPEED}], got {speed}")
+        clauses = self._phonemizer.clauses(text, language)  # UnsupportedLanguage here
+        return self._stream(plan(clauses), style, float(speed))
+
+    def _stream(self, pieces: list[str], style: np.ndarray, speed: float) -> Iterator[np.ndarray]:
+        for piece in pieces:
+            audio = trim_silence(self._infer(piece, style, speed), SAMPLE_RATE)
+            if len(audio):
+                yield audio
+
+    def _infer(self, phonemes: str, style: np.ndarray, speed: float) -> np.ndarray:
+        tokens = [self._vocab[ch] for ch in phonemes if ch in self._vocab]
+        if not tokens:
+            return np.zeros(0, dtype=np.float32)
+        ref = style[min(len(tokens), len(style)) - 1].reshape(1, -1).astype(np.float32)
+        (audio,) = self._session.run(None, {
+            "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+            "style": ref,
+            "speed": np.array([speed], dtype=np.float32),
+        })
+        return np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+
+    def _check_voice(self, voice: str) -> str:
+        if voice not in self._styles:
+            raise ValueError(f"unknown Kokoro voice '{voice}'; available: "
+                             f"{', '.join(self.voices)}")
+        return voice
+
+
+def plan(clauses: list[Clause], limit: int = MAX_TOKENS, min_piece: int = MIN_PIECE) -> list[str]:
+    """Group clauses into pieces of whole clauses: the first piece as soon as it reaches
+    ``min_piece`` symbols (audio starts early), then each piece at most twice as long as the
+    one before (or ``2 * min_piece``), never over ``limit`` symbols."""
+    parts = [p for c in clauses for p in split_phonemes(c.phonemes, limit)]
+    pieces: list[str] = []
+    for part in parts:
+        if pieces:
+            last = pieces[-1]
+            size = len(last) + 1 + len(part)
+            budget = 2 * max(len(pieces[-2]), min_piece) if len(pieces) > 1 else 0
+            if size <= limit and (len(last) < min_piece or size <= budget):
+                pieces[-1] = f"{last} {part}"
+                continue
+        pieces.append(part)
+    return pieces
+
+
+def split_phonemes(phonemes: str, limit: int = MAX_TOKENS) -> list[str]:
+    """Cut a phoneme string into pieces of at most ``limit`` symbols: at punctuation first,
+    then between words, and only as a last resort inside a word."""
+    if len(phonemes) <= limit:
+        return [phonemes]
+    out: list[str] = []
+    for part in _PUNCT_SPLIT.split(phonemes):
+        words = part.split(" ") if len(part) > limit else [part]
+        for word in words:
+            for i in range(0, len(word), limit):
+                chunk = word[i:i + limit]
+                if out and len(out[-1]) + 1 + len(chunk) <= limit:
+                    out[-1] = f"{out[-1]} {chunk}"
+                else:
+                    out.append(chunk)
+    return [p for p in out if p.strip()]
+
+
+def trim_silence(audio: np.ndarray, rate: int, keep_s: float = _KEEP_S) -> np.ndarray:
+    """Drop leading/trailing silence beyond ``keep_s`` (10 ms frame RMS under a threshold)."""
+    frame = max(1, int(rate * _FRAME_S))
+    n = len(audio) // frame
+    if n == 0:
+        return audio
+    rms = np.sqrt(np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1))
+    voiced = np.flatnonzero(rms > _SILENCE_RMS)
+    if len(voiced) == 0:
+        return audio[:0]
+    keep = int(rate * keep_s)
+    start = max(0, voiced[0] * frame - keep)
+    end = min(len(audio), (voiced[-1] + 1) * frame + keep)
+    return audio[start:end]
+
+
+def _load_vocab(path: Path) -> dict[str, int]:
+    try:
+        vocab = json.loads(path.read_text(encoding="utf-8"))["vocab"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelNotFound(f"{path}: not a Kokoro vocabulary ({exc})") from exc
+    return {str(k): int(v) for k, v in vocab.items()}
+
+
+def _load_voices(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as npz:
+            styles = {k: np.asarray(npz[k], dtype=np.float32).reshape(-1, 256)
+                      for k in npz.files}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelNotFound(f"{path}: not a Kokoro voices file ({exc})") from exc
+    if not styles:
+        raise ModelNotFound(f"{path}: holds no voices")
+    return styles

