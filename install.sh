@@ -21,5 +21,8 @@ else
   echo "install.sh: no apt-get; install these yourself: ${DEBIAN_PACKAGES[*]}" >&2
 fi
 
-python3 -m pip install -q -e ".[offline,dev]"
+# Resemblyzer (speaker similarity in the benchmark) needs torch: pin the CPU build first, or pip
+# resolves an unpinned torch to a multi-GB CUDA build.
+python3 -m pip install -q "torch==2.13.0"
+python3 -m pip install -q -e ".[offline,bench,dev]"
 babelcall models install

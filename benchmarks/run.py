@@ -81,6 +81,17 @@ class ClipScore:
     target_text: str
     heard_text: str
     stage_rtf: dict[str, float] = field(default_factory=dict)
+    similarity: float | None = None  # speaker similarity, source vs translated speech
+
+
+def speaker_similarity(clip: Clip, audio: np.ndarray, rate: int) -> float | None:
+    """Resemblyzer cosine between the caller and the translated speech (None: no speech)."""
+    from babelcall.benchmarks.similarity import similarity
+
+    out = to_16k(audio, rate)
+    if not len(out) or float(np.abs(out).max()) == 0.0:
+        return None
+    return round(float(similarity(load_file(clip.path, 16000), out)), 3)
 
 
 def score_stream(engines: Engines, clip: Clip, res: ReplayResult, target: str) -> ClipScore:
@@ -93,7 +104,8 @@ def score_stream(engines: Engines, clip: Clip, res: ReplayResult, target: str) -
         M.wer(clip.transcript, M.committed_source(recs)), M.committed_source(recs), tgt,
         hear(engines, res.audio, res.rate, target),
         {k: round(v / max(res.input_s, 1e-9), 3)
-         for k, v in res.metrics.get("stage_total_s", {}).items()})
+         for k, v in res.metrics.get("stage_total_s", {}).items()},
+        speaker_similarity(clip, res.audio, res.rate))
 
 
 def run_cascade(engines: Engines, clip: Clip, source: str, target: str) -> ClipScore:
@@ -125,7 +137,8 @@ def run_cascade(engines: Engines, clip: Clip, source: str, target: str) -> ClipS
         if first_ms is not None else None
     return ClipScore(clip.name, dur, first, start, end_ms + lag, None,
                      M.wer(clip.transcript, text), text, tgt,
-                     hear(engines, out, engines.tts.sample_rate, target))
+                     hear(engines, out, engines.tts.sample_rate, target),
+                     similarity=speaker_similarity(clip, out, engines.tts.sample_rate))
 
 
 def aggregate(scores: list[ClipScore], tgt_refs: list[str]) -> dict[str, Any]:
@@ -133,6 +146,7 @@ def aggregate(scores: list[ClipScore], tgt_refs: list[str]) -> dict[str, Any]:
     bleu, chrf = M.bleu_chrf([s.target_text for s in scores], tgt_refs)
     ableu, achrf = M.bleu_chrf([s.heard_text for s in scores], tgt_refs)
     vals = [s.laal_ms for s in scores if s.laal_ms is not None]
+    sims = [s.similarity for s in scores if s.similarity is not None]
     return {
         "first_audio_ms": M.percentiles(lat),
         "start_offset_ms": M.percentiles([s.start_offset_ms for s in scores
@@ -142,6 +156,7 @@ def aggregate(scores: list[ClipScore], tgt_refs: list[str]) -> dict[str, Any]:
         "laal_ms": M.percentiles(vals),
         "wer": round(float(np.mean([s.wer for s in scores])), 3) if scores else None,
         "bleu": bleu, "chrf": chrf, "asr_bleu": ableu, "asr_chrf": achrf,
+        "speaker_similarity": round(float(np.mean(sims)), 3) if sims else None,
     }
 
 

@@ -25,7 +25,12 @@ def engine_args(p: argparse.ArgumentParser, *, languages: bool = True) -> None:
     p.add_argument("--asr-model", default="whisper-base",
                    help="faster-whisper model directory or name (default: whisper-base)")
     p.add_argument("--tts-model", default="kokoro-82m", help="Kokoro model directory or name")
-    p.add_argument("--voice", help="TTS voice name")
+    p.add_argument("--voice", help="TTS voice name (default: chosen from the speaker's voice)")
+    p.add_argument("--clone", default="dsp", choices=["off", "dsp", "openvoice"],
+                   help="speak in the caller's voice: dsp (CPU: nearest voice + pitch, "
+                        "formant and loudness conversion; default), openvoice (neural, GPU, "
+                        "--clone-model DIR), off (a fixed TTS voice)")
+    p.add_argument("--clone-model", help="voice-conversion model directory or name")
     p.add_argument("--models-dir", help="folder of models (default: $BABELCALL_MODELS or "
                                         "~/.cache/babelcall/models)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -37,7 +42,8 @@ def load_engines(args: argparse.Namespace):  # -> Engines
 
     return Engines.load(args.source, args.target, asr_model=args.asr_model, mt=args.mt,
                         mt_model=args.mt_model, tts_model=args.tts_model, voice=args.voice,
-                        models_dir=args.models_dir, device=args.device, threads=args.threads)
+                        models_dir=args.models_dir, device=args.device, threads=args.threads,
+                        clone=args.clone, clone_model=args.clone_model)
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -48,7 +54,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         raise BabelcallError(f"{args.input}: no such file")
     engines = load_engines(args)
-    config = SessionConfig(args.source, args.target, voice=args.voice)
+    config = SessionConfig(args.source, args.target, voice=args.voice,
+                           clone_voice=args.clone != "off")
     log_file = open(args.events, "w", encoding="utf-8") if args.events else None  # noqa: SIM115
 
     def on_record(rec: dict) -> None:

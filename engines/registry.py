@@ -3,9 +3,10 @@ holds per-speaker state. Passed in explicitly, never a global."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from babelcall.engines.base import Asr, Synthesizer, Translator, Vad
+from babelcall.engines.voice import PassThrough, VoiceCloner, load_cloner
 from babelcall.realtime.errors import UnsupportedLanguage
 
 MT_CHOICES = ("auto", "apertium", "ctranslate2", "whisper")
@@ -17,12 +18,13 @@ class Engines:
     asr: Asr
     tts: Synthesizer
     translator: Translator | None = None  # None: Whisper translates to English itself
+    cloner: VoiceCloner = field(default_factory=PassThrough)  # PassThrough: cloning off
 
     @classmethod
     def load(cls, source: str, target: str, *, asr_model: str = "whisper-base",
              mt: str = "auto", mt_model: str | None = None, tts_model: str = "kokoro-82m",
              voice: str | None = None, models_dir: str | None = None, device: str = "cpu",
-             threads: int = 0) -> Engines:
+             threads: int = 0, clone: str = "dsp", clone_model: str | None = None) -> Engines:
         """Load what the pair needs; every missing piece fails here with a clear error,
         before any audio flows."""
         from babelcall.engines.asr.whisper import FasterWhisperAsr
@@ -41,7 +43,8 @@ class Engines:
         compute = "int8" if device == "cpu" else "int8_float16"
         asr = FasterWhisperAsr(asr_model, device=device, compute_type=compute,
                                cpu_threads=threads, models_dir=models_dir)
-        return cls(vad=SileroVad(), asr=asr, tts=tts, translator=translator)
+        cloner = load_cloner(clone, model=clone_model, device=device, models_dir=models_dir)
+        return cls(vad=SileroVad(), asr=asr, tts=tts, translator=translator, cloner=cloner)
 
     def asr_task(self, source: str, target: str) -> str:
         return "translate" if self.translator is None and target == "en" else "transcribe"

@@ -244,7 +244,7 @@ class Scheduler:
         return Engines(vad=e.vad, asr=_ScheduledAsr(self, deadlines),
                        tts=_ScheduledTts(self, deadlines),
                        translator=None if e.translator is None
-                       else _ScheduledMt(self, deadlines))
+                       else _ScheduledMt(self, deadlines), cloner=e.cloner)
 
     def metrics(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions), "shed_level": self.level,
@@ -319,6 +319,7 @@ class _ScheduledTts:
         self._s, self._d = scheduler, deadlines
         self._inner = scheduler.engines.tts
         self.sample_rate = self._inner.sample_rate
+        self.voices: tuple[str, ...] = getattr(self._inner, "voices", ())
 
     def supports(self, language: str) -> bool:
         return self._inner.supports(language)

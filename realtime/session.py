@@ -29,6 +29,7 @@ from babelcall.engines.asr.agreement import OnlineAsr
 from babelcall.engines.mt.incremental import IncrementalTranslator
 from babelcall.engines.registry import Engines
 from babelcall.engines.vad.tracker import VadParams
+from babelcall.engines.voice import ProfileBuilder, VoiceProfile, rate_factor
 from babelcall.realtime.audio import Resampler, frame_from_array
 from babelcall.realtime.budget import LatencyBudget, asr_interval_factor, catchup_speed
 from babelcall.realtime.clauses import ClauseCutter
@@ -73,6 +74,7 @@ class SessionConfig:
     first_clause_words: int = 5  # the first piece of a phrase is shorter: it is waited for
     voice: str | None = None
     speed: float = 1.0
+    clone_voice: bool = True  # profile the speaker for the engines' cloner (off: PassThrough)
 
     def __post_init__(self) -> None:
         if self.asr_interval_s <= 0:
@@ -132,6 +134,9 @@ class Session:
         self._tasks: list[asyncio.Task[None]] = []
         self._utt = -1
         self._said = ""  # target text already passed on, when Whisper translates itself
+        # The speaker's voice profile, for cloning; one voice per phrase, never mixed.
+        self._profile = ProfileBuilder(language=config.source) if config.clone_voice else None
+        self._phrase_voice: tuple[int, VoiceProfile | None, str | None] = (-1, None, None)
 
     # -- public API -----------------------------------------------------------------------
     async def __aenter__(self) -> Session:
@@ -284,6 +289,8 @@ class Session:
             if not self._listener.speaking and not heard and self._asr_q.empty():
                 self.stats.covered_s = max(self.stats.covered_s, self._received / RATE)
             for h in heard:
+                if self._profile is not None and isinstance(h, PhraseStart | PhraseAudio):
+                    self._profile.add(h.pcm)  # a bounded append; analysis runs later
                 if isinstance(h, PhraseStart):
                     self._utt += 1
                     span = _span(h.time, h.time)
@@ -359,6 +366,8 @@ class Session:
             self._error("asr", utt, _span(start, self._asr.buffer_end), exc)
             return []
         self.stats.covered_s = max(self.stats.covered_s, self._asr.buffer_end)
+        if self._profile is not None and words:
+            self._profile.add_words(words)  # speaking rate
         return words
 
     def _asr_interval(self) -> float:
@@ -449,15 +458,38 @@ class Session:
                 self._events.put_nowait(_END)
                 return
 
+    async def _voice_for(self, utt: int) -> tuple[VoiceProfile | None, str | None]:
+        """Profile and base voice for a phrase, fixed at its first piece so the voice never
+        changes inside a sentence."""
+        if self._phrase_voice[0] != utt:
+            profile, voice = None, self.config.voice
+            if self._profile is not None:
+                builder = self._profile
+                profile = await self._call("voice", lambda: builder.profile)
+                tts = self.engines.tts
+                voice = self.engines.cloner.choose_voice(
+                    profile, getattr(tts, "voices", ())) or voice
+            self._phrase_voice = (utt, profile, voice)
+        return self._phrase_voice[1], self._phrase_voice[2]
+
     async def _say(self, utt: int, piece: str, span: Span) -> None:
-        tts, cfg = self.engines.tts, self.config
-        speed = min(2.0, cfg.speed * catchup_speed(self._backlog_s, self.budget))
-        self.stats.speed = speed
+        tts, cfg, cloner = self.engines.tts, self.config, self.engines.cloner
         self._deadline("tts", span.end, final=not self.stats.spoken(utt))
         try:
-            chunks = tts.synthesize(piece, language=cfg.target, voice=cfg.voice, speed=speed)
+            profile, voice = await self._voice_for(utt)
+            speed = min(2.0, cfg.speed * rate_factor(profile, cfg.target)
+                        * catchup_speed(self._backlog_s, self.budget))
+            self.stats.speed = speed
+            chunks = tts.synthesize(piece, language=cfg.target, voice=voice, speed=speed)
+
+            def next_chunk() -> np.ndarray | None:
+                pcm = next(chunks, None)
+                if pcm is None or profile is None:
+                    return pcm
+                return cloner.apply(pcm, tts.sample_rate, profile, voice=voice)
+
             seq = 0
-            while (pcm := await self._call("tts", next, chunks, None)) is not None:
+            while (pcm := await self._call("tts", next_chunk)) is not None:
                 if seq == 0:
                     self.stats.mark(utt, "first_audio_ns", self.clock.now_ns(), once=True)
                 self._emit(SynthAudio(utt, span, self.clock.now_ns(), pcm, tts.sample_rate,

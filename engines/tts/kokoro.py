@@ -1,6 +1,6 @@
 """Kokoro-82M (int8 ONNX) speech synthesis on onnxruntime, streamed clause by clause.
 
-Kokoro takes a whole phoneme string and returns its audio in one go (~0.4 x real time on two
+Kokoro takes a whole phoneme string and returns its audio in one go (0.4-0.8 x real time on two
 CPU cores), so the first audio of a long sentence would come seconds late. We cut the text at
 espeak's clause boundaries: the first piece is the first clause(s), just long enough to be
 rendered well (``MIN_PIECE``), and each later piece merges clauses up to twice the length of
@@ -31,9 +31,9 @@ DEFAULT_VOICE = "jm_kumo"  # Japanese-trained, yet the clearest here in Spanish/
 REQUIRED = ("model.onnx", "vocab.json", "voices.npz")
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
 
-# Kokoro renders an isolated short clause ("Bonjour,") poorly (Whisper misheard 2-3 x more
-# words of French sentences cut that way), so a piece holds at least this many symbols
-# (~2 s of speech, ~0.7 s to compute) unless the text is shorter.
+# Kokoro renders a lone one-word clause ("Cependant,") poorly: that French sentence's round-trip
+# WER went 0.32 -> 0.14 when the clause was joined to the next. So the first piece holds at
+# least this many symbols (~2 s of speech) unless the text is shorter; 60 measured no better.
 MIN_PIECE = 30
 _KEEP_S = 0.05  # silence kept at each end of a piece, so clauses join like natural pauses
 _FRAME_S = 0.01
