@@ -28,6 +28,10 @@ def register(sub: Any) -> None:
     p.add_argument("--max-sessions", type=int, default=16)
     p.add_argument("--no-sweep", action="store_true", help="skip the concurrency sweep")
     p.add_argument("--smoke", action="store_true", help="one clip, no sweep (CI)")
+    p.add_argument("--soak-s", type=float, default=0.0,
+                   help="also run --soak-sessions callers on a call of this many seconds "
+                        "made of the clips, sampling their lag (0: skip)")
+    p.add_argument("--soak-sessions", type=int, default=4)
     engine_args(p, languages=False)
     p.set_defaults(func=cmd_bench)
 
@@ -95,6 +99,11 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         ok = [r["sessions"] for r in rows if r["first_audio_ms"]["p95"] is not None
               and r["first_audio_ms"]["p95"] <= args.budget_ms]
         results["max_sessions_within_budget"] = max(ok, default=0)
+    if args.soak_s > 0 and not args.smoke:
+        call = R.long_call(clips, args.soak_s, out / "soak_call.wav")
+        results["soak"] = await R.soak(engines, call, args.source, args.target,
+                                       args.soak_sessions)
+        call.unlink(missing_ok=True)
     results["cost"].update(R.resources(cpu0, wall0))
     results["markdown"] = markdown(results)
     raw = {"streaming_latencies": [x for s in streaming for x in s.first_audio_ms],

@@ -54,6 +54,14 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{row['max_lag_s']} | {row['asr_mean_batch']} |")
         lines.append(f"\nMaximum sessions holding p95 ≤ {results['budget_ms']} ms: "
                      f"**{results.get('max_sessions_within_budget', 0)}**.")
+    soak = results.get("soak")
+    if soak:
+        pct = soak["first_audio_ms"]
+        lines += ["", f"Soak: {soak['sessions']} concurrent sessions on a {soak['call_s']} s "
+                      f"call: max lag {soak['max_lag_first_half_s']} s in the first half, "
+                      f"{soak['max_lag_second_half_s']} s in the second; first audio p50 "
+                      f"{_fmt(pct['p50'])} / p95 {_fmt(pct['p95'])} ms; ASR mean batch "
+                      f"{soak['asr_mean_batch']}; errors {soak['errors']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -95,6 +103,14 @@ def plots(results: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]
         ax.set(xlabel="concurrent sessions", ylabel="p95 first audio (ms)", xscale="log",
                title="Sessions vs p95 first-audio latency")
         written.append(_save(fig, out / "sessions_p95.png"))
+    if results.get("soak"):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, lag in enumerate(results["soak"]["lag"]):
+            ax.plot([t for t, _ in lag], [v for _, v in lag], label=f"session {i + 1}")
+        ax.set(xlabel="call time (s)", ylabel="lag behind the speaker (s)",
+               title=f"Soak: {results['soak']['sessions']} concurrent sessions")
+        ax.legend(fontsize=7)
+        written.append(_save(fig, out / "soak_lag.png"))
     return written
 
 

@@ -186,6 +186,41 @@ async def sweep(engines: Engines, clips: list[Clip], source: str, target: str, *
     return rows
 
 
+def long_call(clips: list[Clip], seconds: float, path: Path) -> Path:
+    """A call of about ``seconds``: the clips one after another, 1 s of silence between."""
+    from babelcall.realtime.audio import write_wav
+
+    parts, total = [], 0.0
+    while total < seconds:
+        for clip in clips:
+            pcm = load_file(clip.path, 16000)
+            parts += [pcm, np.zeros(16000, dtype=np.float32)]
+            total += len(pcm) / 16000 + 1.0
+            if total >= seconds:
+                break
+    write_wav(path, np.concatenate(parts), 16000)
+    return path
+
+
+async def soak(engines: Engines, call: Path, source: str, target: str,
+               sessions: int) -> dict[str, Any]:
+    """``sessions`` callers talking at once for the whole call: does lag stay bounded?"""
+    async with Scheduler(engines) as sched:
+        results = await asyncio.gather(*[
+            replay(engines, SessionConfig(source, target), call, scheduler=sched)
+            for _ in range(sessions)])
+        metrics = sched.metrics()
+    lags = [r.lag for r in results]
+    half = [[v for t, v in lag if t > results[0].input_s / 2] for lag in lags]
+    first = [[v for t, v in lag if t <= results[0].input_s / 2] for lag in lags]
+    lat = [x for r in results for x in M.first_audio_latencies(r.records)]
+    return {"sessions": sessions, "call_s": round(results[0].input_s, 1),
+            "max_lag_first_half_s": max((max(x) for x in first if x), default=0.0),
+            "max_lag_second_half_s": max((max(x) for x in half if x), default=0.0),
+            "first_audio_ms": M.percentiles(lat), "asr_mean_batch": metrics["asr_mean_batch"],
+            "errors": sum(r.metrics.get("errors", 0) for r in results), "lag": lags}
+
+
 def machine_info(device: str) -> dict[str, Any]:
     cpu = platform.processor()
     try:

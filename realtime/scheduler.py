@@ -32,6 +32,7 @@ from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.types import Word
 
 log = logging.getLogger(__name__)
+LATENESS_HALF_LIFE_S = 2.0
 
 
 class Overloaded(BabelcallError):
@@ -56,6 +57,7 @@ class LaneStats:
     timeouts: int = 0
     lateness_s: float = 0.0  # smoothed: how late batches finish relative to their deadline
     max_batch_seen: int = 0
+    last_done_ns: int = 0
 
     @property
     def mean_batch(self) -> float:
@@ -78,6 +80,7 @@ class Lane:
         self._wake = asyncio.Event()
         self._executor = self._new_executor()
         self._task: asyncio.Task[None] | None = None
+        self._busy = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def _new_executor(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -86,6 +89,14 @@ class Lane:
     @property
     def depth(self) -> int:
         return len(self._jobs)
+
+    def lateness(self) -> float:
+        """Smoothed lateness, decaying (half-life ``LATENESS_HALF_LIFE_S``) while the lane is
+        idle: a lane with nothing to do is not late, however its last call went."""
+        if self._busy or self._jobs:
+            return self.stats.lateness_s
+        idle_s = max(0.0, (self.clock.now_ns() - self.stats.last_done_ns) / 1e9)
+        return self.stats.lateness_s * 0.5 ** (idle_s / LATENESS_HALF_LIFE_S)
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -130,7 +141,11 @@ class Lane:
                 self._wake.clear()
                 await self._wake.wait()
             batch = self._take_batch()
-            await self._run(batch)
+            self._busy = True
+            try:
+                await self._run(batch)
+            finally:
+                self._busy = False
 
     async def _run(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
@@ -156,6 +171,7 @@ class Lane:
         finally:
             self.stats.busy_s += time.monotonic() - started
         now = self.clock.now_ns()
+        self.stats.last_done_ns = now
         late = max(0.0, (now - min(j.deadline_ns for j in batch)) / 1e9)
         self.stats.lateness_s = 0.7 * self.stats.lateness_s + 0.3 * late
         self.stats.calls += 1
@@ -223,7 +239,7 @@ class Scheduler:
     # -- admission and load ------------------------------------------------------------
     @property
     def level(self) -> int:
-        lateness = max(lane.stats.lateness_s for lane in self.lanes)
+        lateness = max(lane.lateness() for lane in self.lanes)
         self._level = shed_level(lateness, self._level)
         return self._level
 
@@ -252,7 +268,7 @@ class Scheduler:
                     ("queue", lane.depth), ("calls", lane.stats.calls),
                     ("mean_batch", round(lane.stats.mean_batch, 2)),
                     ("busy_s", round(lane.stats.busy_s, 2)),
-                    ("lateness_s", round(lane.stats.lateness_s, 3)),
+                    ("lateness_s", round(lane.lateness(), 3)),
                     ("timeouts", lane.stats.timeouts))}}
 
     # -- batch runners (run on a lane's thread) --------------------------------------------

@@ -474,7 +474,12 @@ class Session:
 
     async def _say(self, utt: int, piece: str, span: Span) -> None:
         tts, cfg, cloner = self.engines.tts, self.config, self.engines.cloner
-        self._deadline("tts", span.end, final=not self.stats.spoken(utt))
+        if self.stats.spoken(utt):
+            # A later piece is due when the audio queued before it has played out.
+            self._deadlines.set("tts", self.clock.now_ns() + int(self._backlog_s * 1e9)
+                                + self.budget.deadline("tts", 0, final=True))
+        else:
+            self._deadline("tts", span.end, final=True)
         try:
             profile, voice = await self._voice_for(utt)
             speed = min(2.0, cfg.speed * rate_factor(profile, cfg.target)

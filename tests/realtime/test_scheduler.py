@@ -295,3 +295,23 @@ def test_far_behind_clauses_are_merged_not_dropped():
     assert spoken.split() == committed.split()  # every committed word still spoken
     assert session.metrics()["merges"] > 0
     assert np.isfinite(session.metrics()["lag_s"])
+
+
+def test_an_idle_lane_is_not_late_however_its_last_call_went():
+    async def go():
+        clock = FakeClock()
+        sched = Scheduler(fake_engines(), clock=clock)
+        rec = Recorder(duration_clock=clock, durations={"slow": 6.0})
+        rec.gate.set()
+        sched.asr.run_batch = rec
+        await sched.start()
+        for _ in range(6):
+            await asyncio.wrap_future(sched.asr.submit_threadsafe("slow", 1, clock.now_ns()))
+        busy_level = sched.level
+        clock.advance(20 * 10**9)  # 20 s with nothing to do
+        idle_level = sched.level
+        sched.admit(object())
+        await sched.close()
+        return busy_level, idle_level
+
+    assert asyncio.run(go()) == (3, 0)
