@@ -98,6 +98,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 # sets ``func`` (args -> exit code). One module per concern keeps this file small.
 COMMAND_MODULES: tuple[str, ...] = (
     "babelcall.benchmarks.cli",
+    "babelcall.clients.serve_cmd",
+    "babelcall.clients.call",
 )
 
 

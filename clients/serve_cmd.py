@@ -1,0 +1,60 @@
+"""``babelcall serve``: run the live interpreter server (WebRTC, WHIP/WHEP, rooms, WebSocket and
+the browser page) on one port. Models load once, before the port opens; every call then
+shares them through one scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+from babelcall.realtime.errors import BabelcallError
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from babelcall.clients.cli import load_engines
+    from babelcall.transports.hub import ServerConfig
+    from babelcall.transports.server import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
+        print("babelcall: warning: serving beyond localhost without --token; anyone who can "
+              "reach the port can use the models", flush=True)
+    if args.max_sessions is not None and args.max_sessions < 1:
+        raise BabelcallError("--max-sessions must be at least 1")
+    engines = load_engines(args)
+    config = ServerConfig(token=args.token, source=args.source, target=args.target,
+                          voice=args.voice, max_sessions=args.max_sessions,
+                          ice_servers=args.stun or [], cors_origin=args.cors_origin)
+    try:
+        asyncio.run(serve(engines, config, args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def register(sub: Any) -> None:
+    from babelcall.clients.cli import engine_args
+
+    p = sub.add_parser("serve", help="serve live translation: WebRTC (browser page, WHIP/WHEP, "
+                                     "rooms) and WebSocket")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                                                       "(default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument("--token", default=os.environ.get("BABELCALL_TOKEN"),
+                   help="require 'Authorization: Bearer TOKEN' (or ?token=) on every call "
+                        "and socket (default: $BABELCALL_TOKEN)")
+    p.add_argument("--max-sessions", type=int, help="refuse calls beyond this many sessions "
+                                                    "(503); the scheduler also refuses when "
+                                                    "translations run late")
+    p.add_argument("--stun", action="append", help="STUN/TURN URL to offer ICE candidates "
+                                                   "beyond the LAN (repeatable)")
+    p.add_argument("--cors-origin", help="allow signalling from this web origin (or '*')")
+    # Callers choose their own languages; here --source/--target only pick the default pair
+    # (and the engines checked at start-up).
+    for name, default in (("source", "en"), ("target", "es")):
+        p.add_argument(f"--{name}", f"-{name[0]}", default=default,
+                       help=f"default {name} language for callers that name none "
+                            f"(default: {default})")
+    engine_args(p, languages=False)
+    p.set_defaults(func=cmd_serve)

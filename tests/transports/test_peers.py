@@ -1,0 +1,99 @@
+"""Several callers at once on one server (one scheduler, real models): each with its own
+languages gets its own translation back, a WHEP viewer hears a call's translation too, and a
+caller that hangs up mid-phrase frees its session while the others carry on."""
+
+import asyncio
+import time
+
+import pytest
+import sacrebleu
+from conftest import reference, transcribe_long
+from transport_utils import (
+    clip_track,
+    compact,
+    describe,
+    running_server,
+    speech_seconds,
+    to_16k,
+    until,
+)
+
+from babelcall.clients.call import Caller
+
+pytestmark = pytest.mark.timeout(240)
+
+CALLS = {  # name: (clip, source, target, seconds of it)
+    "A": ("fleurs-en-004", "en", "es", None),  # many people don't think about them as...
+    "B": ("fleurs-en-003", "en", "es", 2.9),   # the cabbage juice changes color depending...
+    "C": ("fleurs-es-003", "es", "en", 3.4),   # esto parece tener sentido
+}
+
+
+def test_three_callers_a_viewer_and_one_that_vanishes(engines, asr):
+    t0 = time.monotonic()
+
+    def log(what):
+        print(f"{time.monotonic() - t0:6.1f}s {what}", flush=True)
+
+    async def main():
+        async with running_server(engines) as srv:
+            hub = srv.hub
+            callers = {name: Caller(clip_track(clip, lead_in_s=0.5, seconds=secs), srv.url,
+                                    params={"source": src, "target": tgt})
+                       for name, (clip, src, tgt, secs) in CALLS.items()}
+            leaver = Caller(clip_track("fleurs-en-000"), srv.url,
+                            params={"source": "en", "target": "es"})
+            await asyncio.gather(*(c.connect() for c in [*callers.values(), leaver]))
+            assert len(hub.scheduler.sessions) == 4 and len(hub.ingests) == 4
+            log("4 calls connected")
+
+            a_id = callers["A"].location.rsplit("/", 1)[1]
+            viewer = Caller(None, srv.url, endpoint=f"/whep/{a_id}")
+            await viewer.connect()
+            assert len(hub.ingests[a_id].viewers) == 1
+
+            # The leaver is mid-phrase after 3 s of speech ("However, due to the slow...").
+            await until(lambda: any(r["type"] == "transcript" for r in leaver.records), 60,
+                        "the leaver's first words")
+            await leaver.pc.close()  # gone without a word: no DELETE, no "end"
+            await until(lambda: len(hub.scheduler.sessions) == 3, 30, "the session to be freed")
+            assert len(hub.ingests) == 3
+            log("the leaver's session is freed")
+
+            async def finish(c):
+                await asyncio.wait_for(c.track.finished.wait(), 60)
+                ok = await c.finish(drain_timeout=150)
+                if not ok:
+                    print("not drained:", c.url, describe(hub, [c]), flush=True)
+                return ok
+
+            drained = await asyncio.gather(*(finish(c) for c in callers.values()))
+            log("every translation drained")
+            await viewer.hang_up()
+            for c in callers.values():
+                await c.hang_up()
+            await until(lambda: not hub.scheduler.sessions and not hub.ingests, 10,
+                        "every session to be freed")
+            return callers, viewer, drained
+
+    callers, viewer, drained = asyncio.run(main())
+    log("calls over")
+    assert all(drained)
+    # What each caller heard is what babelcall said for that caller, not for another one.
+    said = {name: " ".join(r["committed"] for r in c.records if r["type"] == "translation")
+            for name, c in callers.items()}
+    for name, caller in callers.items():
+        audio = to_16k(caller.audio, 48000)
+        assert speech_seconds(audio, 16000) > 0.5, name
+        heard = transcribe_long(asr, compact(audio, 16000), CALLS[name][2])
+        own = sacrebleu.sentence_chrf(heard, [said[name]]).score
+        others = max(sacrebleu.sentence_chrf(heard, [t]).score for n, t in said.items()
+                     if n != name)
+        assert own > 40 and own > others + 10, (name, heard, said)
+        kinds = {r["type"] for r in caller.records}
+        assert {"transcript", "translation", "audio_out", "done"} <= kinds, name
+    ref = reference(*CALLS["A"][:3])["tgt_ref"]
+    assert sacrebleu.sentence_chrf(said["A"], [ref]).score > 30, said["A"]
+    # The viewer heard A's translation (and got A's captions on its own channel).
+    assert speech_seconds(to_16k(viewer.audio, 48000), 16000) > 0.8
+    assert any(r["type"] == "translation" for r in viewer.records)

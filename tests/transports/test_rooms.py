@@ -1,0 +1,87 @@
+"""A two-way call in a room with the real models: A speaks English, B Spanish, at the same
+time; each hears the other in their own language and sees both sides' captions; leaving frees
+the sessions and an empty room disappears."""
+
+import asyncio
+
+import pytest
+import sacrebleu
+from conftest import transcribe_long
+from transport_utils import clip_track, compact, running_server, speech_seconds, to_16k, until
+
+from babelcall.clients.call import Caller
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _said(caller: Caller, speaker: str) -> str:
+    return " ".join(r["committed"] for r in caller.records
+                    if r["type"] == "translation" and r.get("speaker") == speaker)
+
+
+def _heard_from(caller: Caller, speaker: str) -> bool:
+    return any(r["type"] == "audio_out" and r.get("speaker") == speaker for r in caller.records)
+
+
+def test_two_way_call_in_a_room(engines, asr):
+    async def main():
+        async with running_server(engines) as srv:
+            hub = srv.hub
+            a = Caller(clip_track("fleurs-en-004", lead_in_s=0.5), srv.url,
+                       endpoint="/rooms/kitchen/join", params={"lang": "en", "echo_guard": "0"})
+            await a.connect()
+            assert len(hub.rooms["kitchen"].participants) == 1
+            assert not hub.scheduler.sessions  # alone: nothing to translate yet
+            b = Caller(clip_track("fleurs-es-003", lead_in_s=0.5, seconds=3.4), srv.url,
+                       endpoint="/rooms/kitchen/join", params={"lang": "es", "echo_guard": "0"})
+            await b.connect()
+            assert len(hub.scheduler.sessions) == 2  # en->es for A, es->en for B
+            a_id, b_id = (c.location.rsplit("/", 1)[1] for c in (a, b))
+
+            def both_heard():
+                return _heard_from(b, a_id) and _heard_from(a, b_id) and \
+                    b.received_pts > 0 and a.received_pts > 0
+
+            await until(both_heard, 150, "each side to hear the other's translation")
+            links = [link for p in hub.rooms["kitchen"].participants.values()
+                     for link in p.links.values()]
+            await until(lambda: all(_settled(link) for link in links) and
+                        _spoken(b, a_id) and _spoken(a, b_id), 120,
+                        "every clause to be spoken")
+            await until(lambda: _quiet(a) and _quiet(b), 10, "the last audio to arrive")
+            await a.hang_up()
+            await until(lambda: not hub.scheduler.sessions, 10, "A's and B's sessions to close")
+            assert list(hub.rooms["kitchen"].participants) == [b_id]
+            await b.hang_up()
+            await until(lambda: not hub.rooms, 10, "the empty room to go")
+            return a, b, a_id, b_id
+
+    a, b, a_id, b_id = asyncio.run(main())
+    # B heard A's words in Spanish; A heard B's in English; both saw both sides' captions.
+    for listener, speaker, lang in ((b, a_id, "es"), (a, b_id, "en")):
+        said = _said(listener, speaker)
+        heard = transcribe_long(asr, compact(to_16k(listener.audio, 48000), 16000), lang)
+        assert said and sacrebleu.sentence_chrf(heard, [said]).score > 40, (lang, heard, said)
+    assert _said(a, a_id) and _said(b, b_id)
+    assert "dinosaur" in _said(b, a_id).lower()
+    assert "sense" in _said(a, b_id).lower()
+
+
+def _settled(link) -> bool:
+    """Nothing left to do: the phrase was closed, translated and voiced, the mixer is empty."""
+    m = link.session.metrics()
+    return not any(m["queues"].values()) and m["lag_s"] < 0.1 and \
+        not any(lane.queued for _, lane in link.outputs)
+
+
+def _spoken(listener: Caller, speaker: str) -> bool:
+    """Every synthesised clause of ``speaker`` has started playing to ``listener``."""
+    mine = [r for r in listener.records if r.get("speaker") == speaker]
+    return any(r["type"] == "translation" and r["final"] for r in mine) and \
+        sum(r["type"] == "synth_audio" for r in mine) == \
+        sum(r["type"] == "audio_out" for r in mine)
+
+
+def _quiet(caller: Caller) -> bool:
+    tail = caller.audio[-48000 * 3 // 2:]
+    return len(tail) == 48000 * 3 // 2 and speech_seconds(tail, 48000) == 0

@@ -1,0 +1,43 @@
+"""A real caller over WebRTC against an in-process server with the real models: the
+``babelcall call`` command sends fleurs-en-000 through WHIP, records what comes back, and the
+recording, heard by Whisper, is Spanish about the same thing; captions arrive on the data
+channel; the session is freed when the caller hangs up."""
+
+import json
+
+import pytest
+import sacrebleu
+from conftest import clip_path, reference, transcribe_long
+from transport_utils import compact, server_thread, speech_seconds
+
+from babelcall.clients.cli import main
+from babelcall.realtime.audio import load_file
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def test_call_command_translates_a_clip_over_whip(engines, asr, tmp_path):
+    out, captions = tmp_path / "out.wav", tmp_path / "captions.jsonl"
+    with server_thread(engines, token="s3cret") as (url, hub):
+        code = main(["call", str(clip_path("fleurs-en-000")), "--server", url, "-s", "en",
+                     "-t", "es", "-o", str(out), "--captions", str(captions),
+                     "--token", "s3cret", "--drain-timeout", "90"])
+        assert code == 0
+        assert not hub.ingests and not hub.scheduler.sessions  # hung up: everything freed
+    audio = load_file(out, 16000)
+    assert len(audio) / 16000 >= 10.6  # the whole call, silence included
+    assert speech_seconds(audio, 16000) > 2.0
+    heard = transcribe_long(asr, compact(audio, 16000), "es")
+    ref = reference("fleurs-en-000", "en", "es")["tgt_ref"]
+    assert sacrebleu.sentence_chrf(heard, [ref]).score > 30, heard
+
+    records = [json.loads(line) for line in captions.read_text().splitlines()]
+    kinds = {r["type"] for r in records}
+    assert {"transcript", "translation", "audio_out", "stats", "done"} <= kinds
+    said = " ".join(r["committed"] for r in records if r["type"] == "transcript")
+    assert sacrebleu.sentence_chrf(said, [reference("fleurs-en-000", "en", "es")["src_ref"]]
+                                   ).score > 50, said
+    done = next(r for r in records if r["type"] == "done")
+    assert done["audio_out"] >= 1
+    print(f"\nfirst translated audio {done['first_audio_out_ms']} ms after its source "
+          f"phrase; mean {done['mean_audio_out_ms']} ms")

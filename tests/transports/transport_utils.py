@@ -1,0 +1,154 @@
+"""Helpers for the transport tests: an in-process server on a free port, clips as paced tracks,
+and checks on the audio that comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import numpy as np
+from aiohttp import web
+from conftest import load_clip
+
+from babelcall.transports.hub import Hub, ServerConfig
+from babelcall.transports.media import PcmTrack
+from babelcall.transports.server import HUB, create_app
+
+
+@dataclass
+class Running:
+    url: str
+    hub: Hub
+    app: web.Application
+
+
+@contextlib.asynccontextmanager
+async def running_server(engines, **config) -> AsyncIterator[Running]:
+    app = create_app(engines, ServerConfig(**config))
+    runner = web.AppRunner(app, shutdown_timeout=2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield Running(f"http://127.0.0.1:{port}", app[HUB], app)
+    finally:
+        await runner.cleanup()
+
+
+def clip_track(name: str, *, lead_in_s: float = 0.3, seconds: float | None = None) -> PcmTrack:
+    pcm = load_clip(name, 48000)
+    if seconds is not None:
+        pcm = pcm[: int(seconds * 48000)]
+    return PcmTrack(pcm, 48000, lead_in_s=lead_in_s)
+
+
+def to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
+    from babelcall.realtime.audio import Resampler, frame_from_array
+
+    r = Resampler(16000)
+    return np.concatenate([r.push(frame_from_array(pcm, rate)), r.flush()])
+
+
+def speech_seconds(pcm: np.ndarray, rate: int, threshold: float = 0.01) -> float:
+    """Seconds of 20 ms windows louder than ``threshold`` (RMS)."""
+    n = int(rate * 0.02)
+    frames = pcm[: len(pcm) // n * n].reshape(-1, n)
+    return float((np.sqrt((frames ** 2).mean(axis=1)) > threshold).sum() * 0.02)
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str,
+                step: float = 0.05) -> None:
+    """Wait for a condition (never a fixed sleep); fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(step)
+
+
+@contextlib.contextmanager
+def server_thread(engines, **config):
+    """The server on its own event loop in a thread, for clients that run ``asyncio.run``
+    themselves (the ``babelcall call`` command). Yields (url, hub)."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    ready: dict = {}
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        async with running_server(engines, **config) as srv:
+            ready["srv"] = srv
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while "srv" not in ready:
+        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield ready["srv"].url, ready["srv"].hub
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
+
+
+def compact(pcm: np.ndarray, rate: int, threshold: float = 0.005, keep_s: float = 0.3
+            ) -> np.ndarray:
+    """Shorten every silence to ``keep_s``: a live recording is mostly silence between
+    clauses, which makes Whisper drop or invent words; the content is what is checked."""
+    n = int(rate * 0.02)
+    frames = pcm[: len(pcm) // n * n].reshape(-1, n)
+    loud = np.sqrt((frames ** 2).mean(axis=1)) > threshold
+    keep = int(keep_s / 0.02)
+    out, quiet = [], 0
+    for frame, is_loud in zip(frames, loud, strict=True):
+        quiet = 0 if is_loud else quiet + 1
+        if quiet <= keep:
+            out.append(frame)
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def make_offer(direction="sendrecv", video=False, data=True) -> str:
+    """A real aiortc offer (its own event loop), to mangle in tests."""
+    from aiortc import RTCPeerConnection
+    from aiortc.mediastreams import AudioStreamTrack
+
+    async def main():
+        pc = RTCPeerConnection()
+        pc.addTransceiver(AudioStreamTrack() if direction != "recvonly" else "audio",
+                          direction=direction)
+        if video:
+            pc.addTransceiver("video", direction="recvonly")
+        if data:
+            pc.createDataChannel("captions")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    return asyncio.run(main())
+
+
+def describe(hub: Hub, callers=()) -> str:
+    """Server and client state, for a failure message when something does not drain."""
+    lines = []
+    for ing in hub.ingests.values():
+        link = ing.link
+        lines.append(f"call {ing.id}: pc={ing.peer.pc.connectionState} ending={link.ending} "
+                     f"finished={link.finished.is_set()} "
+                     f"tasks={[(t.get_name(), t.done()) for t in link._tasks]} "
+                     f"queued={[lane.queued for _, lane in link.outputs]} "
+                     f"channels={[(c.readyState, c.bufferedAmount) for c in ing.peer.channels]} "
+                     f"metrics={link.session.metrics()}")
+    for c in callers:
+        last = c.records[-1] if c.records else None
+        lines.append(f"caller {c.url}: channel={c.channel.readyState} "
+                     f"buffered={c.channel.bufferedAmount} records={len(c.records)} last={last}")
+    return "\n".join(lines)

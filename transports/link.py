@@ -1,0 +1,263 @@
+"""A Session wired to live media: audio tracks in, translated speech out into mixer lanes,
+events out as JSON captions to any number of sinks (data channels, WebSockets, SSE) and as
+raw events to in-process subscribers (the bot API).
+
+The link is the one place that knows both sides of the session, so it is where the sink's
+backlog goes back to the session (``report_backlog``), where the latency a listener actually
+gets is measured (the moment a clause's first sample leaves the mixer), and where input is
+guarded: frames beyond real time are dropped (a flooding peer cannot queue minutes of work),
+pts gaps (lost packets, a muted sender) become silence so the session's timeline stays on the
+wall clock, and the echo guard feeds silence while our own translation is playing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from babelcall.realtime.audio import Resampler
+from babelcall.realtime.errors import BabelcallError, SessionClosed
+from babelcall.realtime.eventlog import event_record
+from babelcall.realtime.session import Session
+from babelcall.realtime.types import Event, SynthAudio
+from babelcall.transports.media import RATE, Lane, Mixer, to_rate
+
+log = logging.getLogger(__name__)
+Sink = Callable[[dict[str, Any]], None]
+MAX_GAP_S = 2.0  # longer pts gaps are a paused sender, not loss: no silence is invented
+
+
+class RateGuard:
+    """Accept audio only up to ``max_ahead_s`` ahead of the wall clock since the first frame."""
+
+    def __init__(self, max_ahead_s: float) -> None:
+        self.max_ahead_s = max_ahead_s
+        self.accepted_s = 0.0
+        self.dropped_s = 0.0
+        self._t0: float | None = None
+
+    def ahead_s(self, now_s: float) -> float:
+        if self._t0 is None:
+            self._t0 = now_s
+        return self.accepted_s - (now_s - self._t0)
+
+    def accept(self, seconds: float, now_s: float) -> bool:
+        if self.ahead_s(now_s) + seconds > self.max_ahead_s + 1e-6:
+            self.dropped_s += seconds
+            return False
+        self.accepted_s += seconds
+        return True
+
+
+class Link:
+    def __init__(self, session: Session, *, label: str | None = None,
+                 max_ahead_s: float = 3.0) -> None:
+        self.session = session
+        self.clock = session.clock
+        self.label = label
+        self.max_ahead_s = max_ahead_s
+        self.origin_ns = self.clock.now_ns()
+        self.outputs: list[tuple[Mixer, Lane]] = []
+        self.sinks: list[Sink] = []
+        self.audio_sinks: list[Callable[[SynthAudio], None]] = []  # raw speech (WebSocket)
+        self.backlog: Callable[[], float] | None = None  # a sink without lanes says its own
+        self.finished = asyncio.Event()  # the session ended and its audio has played out
+        self.ending = False
+        self.closed = False
+        self.audio_out_ms: list[float] = []
+        self.dropped_s = 0.0
+        self._queues: list[asyncio.Queue[Event | None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # -- wiring -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.session.start()
+        self._tasks += [asyncio.create_task(self._pump(), name="link-events"),
+                        asyncio.create_task(self._tick(), name="link-tick")]
+
+    def add_output(self, mixer: Mixer) -> Lane:
+        lane = mixer.add_lane(speech=True)
+        self.outputs.append((mixer, lane))
+        return lane
+
+    def remove_output(self, mixer: Mixer) -> None:
+        for m, lane in [o for o in self.outputs if o[0] is mixer]:
+            m.remove_lane(lane)
+            self.outputs.remove((m, lane))
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        if sink in self.sinks:
+            self.sinks.remove(sink)
+
+    def subscribe(self) -> asyncio.Queue[Event | None]:
+        """Raw events (None after the last one), for in-process consumers."""
+        q: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queues.append(q)
+        return q
+
+    def feed(self, track: MediaStreamTrack, *, bed: Lane | None = None,
+             gate: Callable[[], bool] | None = None,
+             on_end: Callable[[], Any] | None = None) -> asyncio.Task[None]:
+        """Read ``track`` into the session (and into ``bed``, the original-voice lane of a
+        mixer). While ``gate()`` is true the session hears silence (echo guard). ``on_end``
+        runs when the track ends (the peer is gone)."""
+        task = asyncio.create_task(self._feed(track, bed, gate, on_end), name="link-feed")
+        self._tasks.append(task)
+        return task
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def end(self, timeout: float | None = None) -> bool:
+        """No more input: finish the open phrase and wait until its speech has played out.
+        Returns False if that took longer than ``timeout``."""
+        if not self.ending and not self.closed:
+            self.ending = True
+            await self.session.end()
+        try:
+            await asyncio.wait_for(self.finished.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Free everything now (the peer vanished, or the server stops)."""
+        if self.closed:
+            return
+        self.closed = True
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*[t for t in self._tasks if t is not current],
+                             return_exceptions=True)
+        await self.session.close()
+        for mixer, lane in self.outputs:
+            mixer.remove_lane(lane)
+        self.outputs.clear()
+        self.sinks.clear()
+        for q in self._queues:
+            q.put_nowait(None)
+        self.finished.set()
+
+    # -- tasks ------------------------------------------------------------------------------
+    def emit(self, rec: dict[str, Any]) -> None:
+        if self.label is not None:
+            rec["speaker"] = self.label
+        for sink in list(self.sinks):
+            try:
+                sink(rec)
+            except Exception:  # a broken sink (closed channel) must not stop the others
+                log.debug("caption sink failed", exc_info=True)
+                self.remove_sink(sink)
+
+    async def _feed(self, track: MediaStreamTrack, bed: Lane | None,
+                    gate: Callable[[], bool] | None, on_end: Callable[[], Any] | None) -> None:
+        resampler = Resampler(RATE)
+        guard = RateGuard(self.max_ahead_s)
+        next_pts: int | None = None
+        try:
+            while True:
+                frame = await track.recv()
+                if self.ending or self.closed:
+                    continue  # keep draining the receiver so nothing piles up
+                now_s = self.clock.now_ns() / 1e9
+                gap = 0.0
+                if frame.pts is not None and frame.time_base is not None:
+                    if next_pts is not None and frame.pts > next_pts:
+                        gap = float((frame.pts - next_pts) * frame.time_base)
+                    next_pts = frame.pts + frame.samples
+                if not guard.accept(frame.samples / frame.sample_rate, now_s):
+                    self.dropped_s = guard.dropped_s
+                    continue
+                try:
+                    pcm = resampler.push(frame)
+                except Exception as exc:  # a frame PyAV cannot convert: skip it
+                    log.debug("undecodable frame: %s", exc)
+                    continue
+                if bed is not None:
+                    bed.push(pcm)
+                heard = np.zeros_like(pcm) if gate is not None and gate() else pcm
+                if 0.02 < gap <= MAX_GAP_S:
+                    self.session.push(np.zeros(int(gap * RATE), np.float32), RATE)
+                self.session.push(heard, RATE)
+        except (MediaStreamError, SessionClosed):
+            pass
+        except BabelcallError as exc:
+            log.warning("input stopped: %s", exc)
+        if on_end is not None and not self.ending and not self.closed:
+            result = on_end()
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _pump(self) -> None:
+        session = self.session
+        async for ev in session.events():
+            arrival = session.arrival_ns(ev.src.end)
+            rec = event_record(ev, origin_ns=self.origin_ns, arrival_ns=arrival)
+            rec.pop("words", None)
+            if isinstance(ev, SynthAudio):
+                for audio_sink in self.audio_sinks:
+                    audio_sink(ev)
+            if isinstance(ev, SynthAudio) and self.outputs:
+                pcm = to_rate(ev.pcm, ev.rate)
+                played: list[bool] = []
+
+                def started(now_ns: int, ev: SynthAudio = ev, arrival: int = arrival,
+                            played: list[bool] = played) -> None:
+                    if not played:
+                        played.append(True)
+                        self._audio_out(ev, arrival, now_ns)
+
+                for _, lane in self.outputs:
+                    lane.push(pcm, on_start=started)
+                self._report_backlog()
+            self.emit(rec)
+            for q in self._queues:
+                q.put_nowait(ev)
+        if self.closed:
+            return
+        while any(lane.queued for _, lane in self.outputs):
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1 if self.outputs else 0)  # the last frame leaves the mixer
+        self.emit({"type": "done", **self.summary()})
+        for q in self._queues:
+            q.put_nowait(None)
+        self.finished.set()
+
+    def _audio_out(self, ev: SynthAudio, arrival_ns: int, now_ns: int) -> None:
+        latency = round((now_ns - arrival_ns) / 1e6, 1)
+        self.audio_out_ms.append(latency)
+        self.emit({"type": "audio_out", "utt": ev.utt, "seq": ev.seq, "text": ev.text,
+                   "src_end": ev.src.end, "wall_ms": round((now_ns - self.origin_ns) / 1e6, 1),
+                   "latency_ms": latency})
+
+    def _report_backlog(self) -> None:
+        queued = max((lane.queued_s for _, lane in self.outputs), default=0.0)
+        if self.backlog is not None:
+            queued = max(queued, self.backlog())
+        self.session.report_backlog(queued)
+
+    async def _tick(self) -> None:
+        """Backlog to the session ten times a second; stats to the sinks once a second."""
+        n = 0
+        while True:
+            await asyncio.sleep(0.1)
+            self._report_backlog()
+            n += 1
+            if n % 10 == 0:
+                with contextlib.suppress(Exception):
+                    self.emit({"type": "stats", **self.session.metrics(), **self.summary()})
+
+    def summary(self) -> dict[str, Any]:
+        lat = self.audio_out_ms
+        return {"audio_out": len(lat),
+                "first_audio_out_ms": lat[0] if lat else None,
+                "mean_audio_out_ms": round(sum(lat) / len(lat), 1) if lat else None,
+                "dropped_input_s": round(self.dropped_s, 2)}

@@ -1,0 +1,303 @@
+"""``babelcall serve``: one aiohttp application for every way into a live translation.
+
+  GET  /                      the browser page (clients/browser)
+  POST /offer                 browser signalling: JSON {sdp, type, source, target, ...}
+  POST /whip?source=&target=  WHIP ingest (application/sdp) -> 201 + answer + Location
+  DELETE /whip/<id>           hang up (any call, also one made through /offer)
+  POST /whep/<id>             WHEP egress: the translated audio (and delayed video) of <id>
+  DELETE /whep/<id>/<viewer>  stop watching
+  GET  /captions/<id>         captions and stats as Server-Sent Events (for WHIP callers
+                              without a data channel, e.g. OBS)
+  POST /rooms/<room>/join?lang=en   a two-way (or more) translated call, WHIP shape
+  DELETE /rooms/<room>/<id>   leave the room
+  GET  /ws?source=&target=&rate=    raw PCM16 over a WebSocket (transports/websocket.py)
+  GET  /health, GET /stats    liveness; load figures (scheduler lanes, calls, rooms)
+
+Errors are JSON ``{"error": code, "message": text}`` with a 4xx/5xx status, whatever the
+endpoint; the server keeps serving everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from babelcall.engines.registry import Engines
+from babelcall.realtime.errors import BabelcallError
+from babelcall.realtime.scheduler import Scheduler
+from babelcall.transports.hub import Hub, ServerConfig
+from babelcall.transports.ingest import CallOptions, Ingest
+from babelcall.transports.rooms import Room
+from babelcall.transports.signaling import (
+    SignalingError,
+    check_token,
+    error_response,
+    language,
+    number,
+    parse_offer,
+    read_body,
+)
+from babelcall.transports.websocket import websocket_handler
+
+log = logging.getLogger(__name__)
+HUB: web.AppKey[Hub] = web.AppKey("babelcall_hub", Hub)
+BROWSER = Path(__file__).resolve().parent.parent / "clients" / "browser"
+PUBLIC = {"/", "/client.js", "/health"}
+ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(engines: Engines, config: ServerConfig | None = None, *,
+               scheduler: Scheduler | None = None) -> web.Application:
+    """The server application. Pass ``scheduler`` to share one that is already running;
+    otherwise the app creates and closes its own."""
+    hub = Hub(engines, config, scheduler=scheduler)
+    app = web.Application(middlewares=[_errors, _auth])
+    app[HUB] = hub
+    app.router.add_get("/", _page("index.html", "text/html"))
+    app.router.add_get("/client.js", _page("client.js", "application/javascript"))
+    app.router.add_get("/health", health)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/offer", offer)
+    app.router.add_post("/whip", whip)
+    app.router.add_delete("/whip/{id}", hang_up)
+    app.router.add_post("/whep/{id}", whep)
+    app.router.add_delete("/whep/{id}/{viewer}", whep_stop)
+    app.router.add_get("/captions/{id}", captions)
+    app.router.add_post("/rooms/{room}/join", room_join)
+    app.router.add_delete("/rooms/{room}/{id}", room_leave)
+    app.router.add_get("/ws", websocket_handler)
+    app.on_startup.append(lambda app: app[HUB].start())
+    app.on_shutdown.append(lambda app: app[HUB].close())
+    return app
+
+
+# -- middlewares --------------------------------------------------------------------------
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    cors = request.app[HUB].config.cors_origin
+    try:
+        if request.method == "OPTIONS" and cors:
+            response: web.StreamResponse = web.Response(status=204, headers={
+                "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type"})
+        else:
+            response = await handler(request)
+    except SignalingError as exc:
+        headers = {"Retry-After": "10"} if exc.status == 503 else None
+        response = error_response(exc.status, exc.code, str(exc), headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(exc.status, re.sub(r"\W+", "_", exc.reason.lower()),
+                                  exc.text or exc.reason)
+    except BabelcallError as exc:
+        response = error_response(400, "bad_request", str(exc))
+    except Exception:
+        log.exception("error handling %s %s", request.method, request.path)
+        response = error_response(500, "internal", "internal server error (see the log)")
+    if cors and not response.prepared:
+        response.headers["Access-Control-Allow-Origin"] = cors
+        response.headers["Access-Control-Expose-Headers"] = "Location"
+    return response
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path not in PUBLIC:
+        check_token(request, request.app[HUB].config.token)
+    return await handler(request)
+
+
+# -- pages and status ---------------------------------------------------------------------
+def _page(name: str, content_type: str) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(BROWSER / name, headers={"Content-Type": content_type,
+                                                         "Cache-Control": "no-cache"})
+    return handler
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return web.json_response(request.app[HUB].metrics())
+
+
+# -- calls ----------------------------------------------------------------------------------
+def call_options(params: dict[str, Any], config: ServerConfig) -> CallOptions:
+    mix = number(params, "mix", 0.0, 0.0, 1.0)
+    idle = params.get("mix_idle")
+    return CallOptions(
+        source=language(params.get("source") or config.source, "source"),
+        target=language(params.get("target") or config.target, "target"),
+        mix=mix, mix_idle=None if idle in (None, "") else number(params, "mix_idle", mix, 0, 1),
+        video_delay_s=number(params, "video_delay_ms", 0.0, 0.0, 5000.0) / 1000,
+        echo_guard=str(params.get("echo_guard", "")).lower() in ("1", "true", "yes", "on"),
+        voice=_voice(params.get("voice")))
+
+
+def _voice(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z]{2}_[a-z0-9]{1,30}", value):
+        raise SignalingError(400, "bad_parameter", "'voice' must be a voice name like ef_dora")
+    return value
+
+
+async def _sdp_body(request: web.Request) -> str:
+    if request.content_type != "application/sdp":
+        raise SignalingError(415, "bad_content_type", "send the SDP offer as "
+                                                      "Content-Type: application/sdp")
+    body = await read_body(request, request.app[HUB].config.max_sdp_bytes)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignalingError(400, "bad_sdp", "the SDP offer is not UTF-8 text") from None
+
+
+def _sdp_answer(sdp: str, location: str) -> web.Response:
+    return web.Response(status=201, text=sdp, content_type="application/sdp",
+                        headers={"Location": location})
+
+
+async def whip(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    offer_ = parse_offer(await _sdp_body(request), need_send=True, need_receive=False)
+    ingest = Ingest(hub, offer_, call_options(dict(request.query), hub.config))
+    answer = await ingest.open()
+    return _sdp_answer(answer, f"/whip/{ingest.id}")
+
+
+async def offer(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    body = await read_body(request, hub.config.max_sdp_bytes + 4096)
+    try:
+        params = json.loads(body)
+    except ValueError:
+        raise SignalingError(400, "bad_json", "the body must be JSON {sdp, type, source, "
+                                              "target}") from None
+    if not isinstance(params, dict) or not isinstance(params.get("sdp"), str) \
+            or params.get("type", "offer") != "offer":
+        raise SignalingError(400, "bad_json", "the body must be JSON {\"sdp\": ..., "
+                                              "\"type\": \"offer\"}")
+    if len(params["sdp"].encode()) > hub.config.max_sdp_bytes:
+        raise SignalingError(413, "too_large", f"the SDP offer is over the "
+                                               f"{hub.config.max_sdp_bytes}-byte limit")
+    offer_ = parse_offer(params["sdp"], need_send=True, need_receive=False)
+    ingest = Ingest(hub, offer_, call_options({**request.query, **params}, hub.config))
+    answer = await ingest.open()
+    return web.json_response({"sdp": answer, "type": "answer", "session": ingest.id,
+                              "location": f"/whip/{ingest.id}",
+                              "rate": 48000, "source": ingest.options.source,
+                              "target": ingest.options.target})
+
+
+def _ingest(request: web.Request) -> Ingest:
+    ingest = request.app[HUB].ingests.get(request.match_info["id"])
+    if ingest is None:
+        raise SignalingError(404, "unknown_session", "no such call (it ended, or the id is "
+                                                     "wrong)")
+    return ingest
+
+
+async def hang_up(request: web.Request) -> web.Response:
+    await _ingest(request).close()
+    return web.json_response({"status": "closed"})
+
+
+async def whep(request: web.Request) -> web.Response:
+    ingest = _ingest(request)
+    offer_ = parse_offer(await _sdp_body(request), need_send=False, need_receive=True)
+    peer, answer = await ingest.add_viewer(offer_)
+    return _sdp_answer(answer, f"/whep/{ingest.id}/{peer.id}")
+
+
+async def whep_stop(request: web.Request) -> web.Response:
+    ingest = _ingest(request)
+    viewer = ingest.viewers.get(request.match_info["viewer"])
+    if viewer is None:
+        raise SignalingError(404, "unknown_session", "no such viewer")
+    await viewer[0].close()
+    return web.json_response({"status": "closed"})
+
+
+async def captions(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: every caption/stats record of a call, until it ends."""
+    ingest = _ingest(request)
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
+
+    def sink(rec: dict[str, Any]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(rec)
+
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    ingest.link.add_sink(sink)
+    closed = asyncio.ensure_future(ingest.link.finished.wait())
+    try:
+        while not ingest.closed:
+            getter = asyncio.ensure_future(queue.get())
+            await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()
+                break
+            data = json.dumps(getter.result(), ensure_ascii=False)
+            await response.write(f"data: {data}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        closed.cancel()
+        ingest.link.remove_sink(sink)
+    return response
+
+
+# -- rooms ----------------------------------------------------------------------------------
+async def room_join(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    name = request.match_info["room"]
+    if not ROOM_NAME.match(name):
+        raise SignalingError(400, "bad_room", "room names are 1-64 letters, digits, - or _")
+    lang = language(request.query.get("lang"), "lang")
+    guard = request.query.get("echo_guard", "1").lower() not in ("0", "false", "no", "off")
+    offer_ = parse_offer(await _sdp_body(request), need_send=True, need_receive=False)
+    if hub.closing:
+        raise SignalingError(503, "shutting_down", "the server is shutting down")
+    room = hub.rooms.setdefault(name, Room(hub, name))
+    try:
+        pid, answer = await room.join(offer_, lang, echo_guard=guard)
+    finally:
+        if not room.participants:
+            hub.rooms.pop(name, None)
+    return _sdp_answer(answer, f"/rooms/{name}/{pid}")
+
+
+async def room_leave(request: web.Request) -> web.Response:
+    room = request.app[HUB].rooms.get(request.match_info["room"])
+    pid = request.match_info["id"]
+    if room is None or pid not in room.participants:
+        raise SignalingError(404, "unknown_session", "no such participant in that room")
+    await room.leave(pid)
+    return web.json_response({"status": "closed"})
+
+
+async def serve(engines: Engines, config: ServerConfig, host: str, port: int) -> None:
+    """Run until cancelled (Ctrl-C); shutdown closes every call and session."""
+    runner = web.AppRunner(create_app(engines, config))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    print(f"babelcall: serving on http://{host}:{port}/", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,238 @@
+"""``GET /ws``: live translation over one WebSocket, for clients without WebRTC (telephony
+bridges, scripts, embedded devices).
+
+  -> config: ``?source=en&target=es&rate=16000`` on the URL, or a first text message
+     ``{"type": "config", "source": "en", "target": "es", "rate": 16000}``
+  <- ``{"type": "ready", "rate": 24000, "format": "s16le", "channels": 1, ...}``
+  -> binary: raw PCM, signed 16-bit little-endian mono at the declared rate (any size up to
+     the limit; 20 ms is typical)
+  <- binary: translated speech, PCM s16le mono at the "ready" rate, as soon as it is made
+  <- text: JSON captions and stats (the records of the data channel), errors
+  -> ``{"type": "end"}``: no more audio; the rest of the translation follows, then
+     ``{"type": "done", ...}`` and a normal close (1000)
+
+Bad input gets ``{"type": "error", "error": code, "message": ...}`` and a close: 1008 for a
+bad config or limits, 1003 for data that is not PCM16 or JSON, 1009 for a message over the
+size limit, 1013 when the server is full. A client may send faster than real time (a file):
+beyond ``ws_max_ahead_s`` ahead the server stops reading until real time catches up (TCP
+backpressure), so an upload cannot queue unbounded work.
+
+This uses aiohttp's WebSocket rather than the ``websockets`` library so that the socket shares
+the server's port, token check, limits and shutdown with the WebRTC endpoints and the page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+from babelcall.realtime.errors import BabelcallError
+from babelcall.realtime.types import SynthAudio
+from babelcall.transports.link import Link, RateGuard
+from babelcall.transports.signaling import SignalingError, language
+
+ENCODED = (b"RIFF", b"OggS", b"ID3", b"fLaC", b"\x1aE\xdf\xa3", b"\x00\x00\x00\x1cftyp")
+MIN_RATE, MAX_RATE = 8000, 192000
+
+
+class ProtocolError(Exception):
+    def __init__(self, close_code: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.close_code, self.code = close_code, code
+
+
+def parse_config(params: dict[str, Any]) -> tuple[str, str, int]:
+    try:
+        source = language(params.get("source"), "source")
+        target = language(params.get("target"), "target")
+    except SignalingError as exc:
+        raise ProtocolError(1008, exc.code, str(exc)) from None
+    raw = params.get("rate", 16000)
+    whole = isinstance(raw, int) and not isinstance(raw, bool) or \
+        isinstance(raw, str) and raw.strip().isdigit()
+    rate = int(raw) if whole else 0
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise ProtocolError(1008, "bad_rate", f"'rate' must be a whole number of Hz within "
+                                              f"[{MIN_RATE}, {MAX_RATE}], got {raw!r}")
+    return source, target, rate
+
+
+class _Bucket:
+    """Messages per second, with a burst of twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.tokens, self.t = rate, 2 * rate, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(2 * self.rate, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        self.tokens -= 1
+        return self.tokens >= 0
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    from babelcall.transports.server import HUB
+
+    hub = request.app[HUB]
+    cfg = hub.config
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4 * cfg.max_ws_message_bytes)
+    await ws.prepare(request)
+    out: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+    writer = asyncio.create_task(_write(ws, out))
+    unregister = hub.on_close(lambda: ws.close(code=1001, message=b"server shutting down"))
+    link: Link | None = None
+
+    def send(rec: dict[str, Any]) -> None:
+        out.put_nowait(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))
+
+    try:
+        params = dict(request.query)
+        if "source" not in params or "target" not in params:
+            params = await _first_config(ws)
+        source, target, rate = parse_config(params)
+        try:
+            session = hub.new_session(source, target)
+        except SignalingError as exc:
+            raise ProtocolError(1013 if exc.status == 503 else 1008, exc.code, str(exc)) \
+                from None
+        link = Link(session, max_ahead_s=cfg.ws_max_ahead_s)
+        play = _VirtualPlayout(session.clock.now_ns)
+        link.backlog = play.backlog_s
+        link.audio_sinks.append(lambda ev: out.put_nowait(play.add(ev)))
+        link.add_sink(send)
+        link.start()
+        send({"type": "ready", "session": session.id, "rate": hub.engines.tts.sample_rate,
+              "format": "s16le", "channels": 1, "input_rate": rate, "source": source,
+              "target": target})
+        if await _read(ws, link, rate, cfg.max_ws_message_bytes, cfg.max_ws_messages_per_s,
+                       send):
+            await link.end()
+            out.put_nowait(None)
+            await writer
+            await ws.close(code=1000, message=b"done")
+    except ProtocolError as exc:
+        send({"type": "error", "error": exc.code, "message": str(exc)})
+        out.put_nowait(None)
+        await writer
+        await ws.close(code=exc.close_code, message=exc.code.encode()[:100])
+    finally:
+        unregister()
+        if link is not None:
+            await link.close()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+    return ws
+
+
+async def _first_config(ws: web.WebSocketResponse) -> dict[str, Any]:
+    try:
+        msg = await ws.receive(timeout=10)
+    except TimeoutError:
+        raise ProtocolError(1008, "bad_config", "no config: give source/target/rate on the "
+                                                "URL or send a config message first") from None
+    if msg.type != WSMsgType.TEXT:
+        raise ProtocolError(1008, "bad_config", "the first message must be the JSON config "
+                                                "(or put source/target/rate on the URL)")
+    data = _json(msg.data)
+    if data.get("type") != "config":
+        raise ProtocolError(1008, "bad_config", "the first message must be "
+                                                "{\"type\": \"config\", ...}")
+    return data
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise ProtocolError(1003, "bad_message", "text messages must be JSON objects")
+    return data
+
+
+async def _read(ws: web.WebSocketResponse, link: Link, rate: int, max_bytes: int,
+                max_per_s: float, send: Any) -> bool:
+    """Audio into the session until the client ends (True), closes (False) or breaks the
+    protocol (ProtocolError)."""
+    guard = RateGuard(link.max_ahead_s)
+    bucket = _Bucket(max_per_s)
+    first = True
+    clock = link.clock
+    while True:
+        ahead = guard.ahead_s(clock.now_ns() / 1e9)
+        if ahead > link.max_ahead_s:  # far ahead of real time: stop reading for a while
+            await asyncio.sleep(ahead - link.max_ahead_s)
+        msg = await ws.receive()
+        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return False
+        if msg.type == WSMsgType.ERROR:
+            raise ProtocolError(1009, "too_large", f"message over the {max_bytes}-byte limit")
+        if not bucket.take():
+            raise ProtocolError(1008, "too_many_messages",
+                                f"more than {max_per_s:.0f} messages a second")
+        if msg.type == WSMsgType.TEXT:
+            data = _json(msg.data)
+            kind = data.get("type")
+            if kind == "end":
+                return True
+            if kind == "ping":
+                send({"type": "pong", "t": data.get("t")})
+                continue
+            raise ProtocolError(1003, "bad_message", f"unknown message type {kind!r} "
+                                                     "(expected end or ping)")
+        if msg.type != WSMsgType.BINARY:
+            continue
+        data = msg.data
+        if len(data) > max_bytes:
+            raise ProtocolError(1009, "too_large", f"binary message of {len(data)} bytes; "
+                                                   f"the limit is {max_bytes}")
+        if first and data.startswith(ENCODED):
+            raise ProtocolError(1003, "not_pcm", "this looks like an encoded file (WAV/Ogg/"
+                                                 "MP3/FLAC/WebM/MP4); send raw PCM s16le")
+        if len(data) % 2:
+            raise ProtocolError(1003, "not_pcm", f"binary message of {len(data)} bytes: "
+                                                 "PCM s16le needs an even number of bytes")
+        first = False
+        pcm = np.frombuffer(data, dtype="<i2")
+        if not len(pcm):
+            continue
+        guard.accept(len(pcm) / rate, clock.now_ns() / 1e9)
+        try:
+            link.session.push(pcm.astype(np.int16), rate)
+        except BabelcallError as exc:
+            raise ProtocolError(1003, "bad_audio", str(exc)) from None
+
+
+async def _write(ws: web.WebSocketResponse, out: asyncio.Queue[str | bytes | None]) -> None:
+    """The only task that writes to the socket (aiohttp sends must not interleave)."""
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        while (item := await out.get()) is not None:
+            if ws.closed:
+                return
+            if isinstance(item, bytes):
+                await ws.send_bytes(item)
+            else:
+                await ws.send_str(item)
+
+
+class _VirtualPlayout:
+    """What a client playing our audio as it comes still has queued: how the session learns
+    its backlog when the sink is across a socket."""
+
+    def __init__(self, now_ns: Any) -> None:
+        self.now_ns = now_ns
+        self.end_ns = 0
+
+    def add(self, ev: SynthAudio) -> bytes:
+        now = self.now_ns()
+        self.end_ns = max(self.end_ns, now) + int(ev.duration * 1e9)
+        return (np.clip(ev.pcm, -1, 1) * 32767).astype("<i2").tobytes()
+
+    def backlog_s(self) -> float:
+        return max(0.0, (self.end_ns - self.now_ns()) / 1e9)
