@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEBIAN_PACKAGES=(apertium apertium-eng-spa)
+DEBIAN_PACKAGES=(apertium apertium-eng-spa chromium janus)
 
 if command -v apt-get >/dev/null 2>&1; then
   missing=()

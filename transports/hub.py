@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +20,7 @@ from babelcall.realtime.session import Session, SessionConfig
 from babelcall.transports.signaling import SignalingError
 
 log = logging.getLogger(__name__)
+DRAIN_THREADS_S = 10.0
 
 
 @dataclass
@@ -54,9 +57,12 @@ class Hub:
         self.rooms: dict[str, Any] = {}     # name -> Room
         self._closers: set[Callable[[], Awaitable[None]]] = set()
         self.closing = False
+        self._old_switch: float | None = None
+        self._session_ids: set[int] = set()  # their worker threads are named session-<id>_<n>
 
     async def start(self) -> None:
         if self.config.gil_switch_interval_s:
+            self._old_switch = sys.getswitchinterval()
             sys.setswitchinterval(self.config.gil_switch_interval_s)
         await self.scheduler.start()
 
@@ -68,11 +74,13 @@ class Hub:
             raise SignalingError(400, "bad_language", f"source and target are both '{source}'")
         config = SessionConfig(source, target, voice=voice or self.config.voice)
         try:
-            return Session(self.engines, config, scheduler=self.scheduler)
+            session = Session(self.engines, config, scheduler=self.scheduler)
         except Overloaded as exc:
             raise SignalingError(503, "overloaded", str(exc)) from exc
         except UnsupportedLanguage as exc:
             raise SignalingError(400, "unsupported_language", str(exc)) from exc
+        self._session_ids.add(session.id)
+        return session
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> Callable[[], None]:
         """Register something to close on shutdown; returns its unregister function."""
@@ -89,7 +97,17 @@ class Hub:
             if isinstance(r, Exception):
                 log.warning("error while closing: %s", r)
         if self._own_scheduler:
+            # A closed session's worker thread may still be inside one model call routed
+            # through the scheduler; let it finish (it exits then) before the lanes stop, or it
+            # waits forever on a lane that is gone and the process cannot exit.
+            ours = tuple(f"session-{i}_" for i in self._session_ids)
+            deadline = time.monotonic() + DRAIN_THREADS_S
+            while ours and time.monotonic() < deadline and any(
+                    t.name.startswith(ours) for t in threading.enumerate()):
+                await asyncio.sleep(0.05)
             await self.scheduler.close()
+        if self._old_switch is not None:
+            sys.setswitchinterval(self._old_switch)
 
     def metrics(self) -> dict[str, Any]:
         return {**self.scheduler.metrics(), "calls": len(self.ingests),

@@ -20,9 +20,10 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from babelcall.transports.hub import Hub
 from babelcall.transports.link import Link
-from babelcall.transports.media import DelayedTrack, OpusTrack, Output
+from babelcall.transports.media import Output
 from babelcall.transports.peer import Peer
 from babelcall.transports.signaling import Offer, SignalingError
+from babelcall.transports.tracks import DelayedTrack, OpusTrack
 
 log = logging.getLogger(__name__)
 LINGER_S = 30.0  # after "done", the caller has this long to hang up

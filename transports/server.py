@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -291,13 +292,20 @@ async def room_leave(request: web.Request) -> web.Response:
 
 
 async def serve(engines: Engines, config: ServerConfig, host: str, port: int) -> None:
-    """Run until cancelled (Ctrl-C); shutdown closes every call and session."""
+    """Run until SIGINT/SIGTERM (Ctrl-C, systemd, docker stop); shutdown closes every call and
+    session before the process exits."""
     runner = web.AppRunner(create_app(engines, config))
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
     print(f"babelcall: serving on http://{host}:{port}/", flush=True)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
+        print("babelcall: shutting down", flush=True)
         await runner.cleanup()

@@ -19,7 +19,7 @@ from aiortc.codecs import CODECS
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from babelcall.realtime.errors import BabelcallError
-from babelcall.transports.media import TRACK_PREFIX
+from babelcall.transports.tracks import TRACK_PREFIX
 
 LANGUAGE_CHARS = set("abcdefghijklmnopqrstuvwxyz")
 

@@ -10,7 +10,7 @@ from fakes import RATE, fake_engines, tone_phrases
 from babelcall.clients.bot import Interpreter
 from babelcall.realtime.scheduler import Overloaded, Scheduler
 from babelcall.realtime.types import SynthAudio, Transcript, Translation
-from babelcall.transports.media import PcmTrack
+from babelcall.transports.tracks import PcmTrack
 
 pytestmark = pytest.mark.timeout(60)
 

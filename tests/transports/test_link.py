@@ -14,7 +14,8 @@ from babelcall.realtime.audio import frame_from_array
 from babelcall.realtime.session import Session, SessionConfig
 from babelcall.realtime.types import SpeechStarted, SynthAudio, Translation
 from babelcall.transports.link import Link
-from babelcall.transports.media import Mixer, PcmTrack
+from babelcall.transports.media import Mixer
+from babelcall.transports.tracks import PcmTrack
 
 pytestmark = pytest.mark.timeout(60)
 

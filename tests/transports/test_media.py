@@ -12,8 +12,9 @@ from transport_utils import make_offer
 
 from babelcall.realtime.clock import SystemClock
 from babelcall.transports.link import RateGuard
-from babelcall.transports.media import FRAME, RATE, DelayedTrack, Lane, Mixer, Pacer, PcmTrack
+from babelcall.transports.media import Lane, Mixer
 from babelcall.transports.signaling import SignalingError, parse_offer
+from babelcall.transports.tracks import FRAME, RATE, DelayedTrack, Pacer, PcmTrack
 from babelcall.transports.websocket import ProtocolError, parse_config
 
 pytestmark = pytest.mark.timeout(60)

@@ -17,7 +17,7 @@ from transport_utils import running_server, until
 
 from babelcall.clients.call import Caller
 from babelcall.realtime.audio import Resampler
-from babelcall.transports.media import PcmTrack
+from babelcall.transports.tracks import PcmTrack
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -27,7 +27,8 @@ def test_two_way_call_in_a_room(engines, asr):
     async def main():
         async with running_server(engines) as srv:
             hub = srv.hub
-            a = Caller(clip_track("fleurs-en-004", lead_in_s=0.5), srv.url,
+            # A starts talking once B is there: alone in a room, nobody needs a translation.
+            a = Caller(clip_track("fleurs-en-004", lead_in_s=3.0), srv.url,
                        endpoint="/rooms/kitchen/join", params={"lang": "en", "echo_guard": "0"})
             await a.connect()
             assert len(hub.rooms["kitchen"].participants) == 1
@@ -63,8 +64,8 @@ def test_two_way_call_in_a_room(engines, asr):
         heard = transcribe_long(asr, compact(to_16k(listener.audio, 48000), 16000), lang)
         assert said and sacrebleu.sentence_chrf(heard, [said]).score > 40, (lang, heard, said)
     assert _said(a, a_id) and _said(b, b_id)
-    assert "dinosaur" in _said(b, a_id).lower()
-    assert "sense" in _said(a, b_id).lower()
+    assert any(w in _said(b, a_id).lower() for w in ("personas", "plumas", "volar"))
+    assert any(w in _said(a, b_id).lower() for w in ("looks", "sense", "seems"))
 
 
 def _settled(link) -> bool:

@@ -14,8 +14,8 @@ from aiohttp import web
 from conftest import load_clip
 
 from babelcall.transports.hub import Hub, ServerConfig
-from babelcall.transports.media import PcmTrack
 from babelcall.transports.server import HUB, create_app
+from babelcall.transports.tracks import PcmTrack
 
 
 @dataclass
