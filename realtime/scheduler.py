@@ -81,6 +81,8 @@ class Lane:
         self._executor = self._new_executor()
         self._task: asyncio.Task[None] | None = None
         self._busy = False
+        self._running: list[_Job] = []
+        self._stopped = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def _new_executor(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -100,15 +102,21 @@ class Lane:
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._stopped = False
         self._task = asyncio.create_task(self._work(), name=f"lane-{self.name}")
 
     async def stop(self) -> None:
+        """Fail every job still queued or in flight (and any submitted later): a session thread
+        waiting on one must wake up with an error, not wait forever on a lane that is gone."""
+        self._stopped = True
+        in_flight = self._running  # the worker's own cleanup forgets it once cancelled
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for job in self._jobs:
-            job.future.set_exception(BabelcallError("scheduler stopped"))
+        for job in self._jobs + in_flight:
+            _fail(job.future, BabelcallError("scheduler stopped"))
         self._jobs.clear()
+        self._running = []
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def submit_threadsafe(self, key: Hashable, payload: Any, deadline_ns: int,
@@ -117,11 +125,20 @@ class Lane:
         if self.loop is None:
             raise BabelcallError("scheduler is not started")
         fut: concurrent.futures.Future = concurrent.futures.Future()
-        self.loop.call_soon_threadsafe(self._enqueue, key, payload, deadline_ns, fut)
+        if self._stopped:
+            _fail(fut, BabelcallError("scheduler stopped"))
+            return fut
+        try:
+            self.loop.call_soon_threadsafe(self._enqueue, key, payload, deadline_ns, fut)
+        except RuntimeError:  # the loop is closed
+            _fail(fut, BabelcallError("scheduler stopped"))
         return fut
 
     def _enqueue(self, key: Hashable, payload: Any, deadline_ns: int,
                  fut: concurrent.futures.Future) -> None:
+        if self._stopped:
+            _fail(fut, BabelcallError("scheduler stopped"))
+            return
         job = _Job(deadline_ns, next(self._seq), key, payload, fut, self.clock.now_ns())
         self._jobs.append(job)
         self._wake.set()
@@ -141,11 +158,11 @@ class Lane:
                 self._wake.clear()
                 await self._wake.wait()
             batch = self._take_batch()
-            self._busy = True
+            self._busy, self._running = True, batch
             try:
                 await self._run(batch)
             finally:
-                self._busy = False
+                self._busy, self._running = False, []
 
     async def _run(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
@@ -161,12 +178,12 @@ class Lane:
             self._executor.shutdown(wait=False)
             self._executor = self._new_executor()
             for job in batch:
-                job.future.set_exception(TimeoutError(
+                _fail(job.future, TimeoutError(
                     f"{self.name} call ran past {self.timeout_s:.1f} s"))
             return
         except Exception as exc:  # the engine raised: every job of the batch gets the error
             for job in batch:
-                job.future.set_exception(exc)
+                _fail(job.future, exc)
             return
         finally:
             self.stats.busy_s += time.monotonic() - started
@@ -178,7 +195,7 @@ class Lane:
         self.stats.items += len(batch)
         self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(batch))
         for job, result in zip(batch, results, strict=True):
-            if not job.future.cancelled():
+            if not job.future.done():
                 job.future.set_result(result)
 
 
@@ -292,6 +309,11 @@ class Scheduler:
 
     def _tts_batch(self, key: Hashable, payloads: list[Any]) -> list[np.ndarray | None]:
         return [next(iterator, None) for iterator in payloads]
+
+
+def _fail(fut: concurrent.futures.Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 def _wait(fut: concurrent.futures.Future) -> Any:

@@ -59,6 +59,30 @@ def test_lane_serves_earliest_deadline_first():
     assert out == ["a:1", "b:2", "c:3", "d:4"]  # each caller gets its own result
 
 
+def test_stopping_a_lane_wakes_every_waiting_thread():
+    """A session thread blocked on a job (running, queued, or submitted after the stop) gets
+    an error instead of waiting forever on a lane that is gone."""
+    from babelcall.realtime.errors import BabelcallError
+
+    async def go():
+        rec = Recorder()  # the first call blocks on its gate, which is never opened
+        lane = Lane("x", rec, clock=FakeClock(), max_batch=1)
+        lane.start()
+        running = lane.submit_threadsafe("k", "running", 0)
+        await asyncio.sleep(0.05)
+        queued = lane.submit_threadsafe("k", "queued", 1)
+        await asyncio.sleep(0.05)
+        await lane.stop()
+        late = lane.submit_threadsafe("k", "late", 2)
+        rec.gate.set()
+        return running, queued, late
+
+    futs = asyncio.run(go())
+    for fut in futs:
+        with pytest.raises(BabelcallError, match="stopped"):
+            fut.result(timeout=1)
+
+
 def test_lane_batches_jobs_with_the_same_key():
     async def go():
         rec = Recorder()
