@@ -28,6 +28,8 @@ def register(sub: Any) -> None:
     p.add_argument("--max-sessions", type=int, default=16)
     p.add_argument("--no-sweep", action="store_true", help="skip the concurrency sweep")
     p.add_argument("--smoke", action="store_true", help="one clip, no sweep (CI)")
+    p.add_argument("--no-webrtc", action="store_true",
+                   help="skip the WebRTC loopback run (aiortc caller <-> babelcall serve)")
     p.add_argument("--soak-s", type=float, default=0.0,
                    help="also run --soak-sessions callers on a call of this many seconds "
                         "made of the clips, sampling their lag (0: skip)")
@@ -71,6 +73,11 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
                                scheduler=sched)
             stream_runs.append(res)
             streaming.append(R.score_stream(engines, clip, res, args.target))
+    webrtc = None
+    if not args.no_webrtc:
+        from babelcall.benchmarks.loopback import run_loopback
+
+        webrtc = await run_loopback(engines, clips, args.source, args.target)
     cascade = [R.run_cascade(engines, c, args.source, args.target) for c in clips]
     refs = [c.tgt_ref for c in clips]
     stage_rtf: dict[str, float] = {}
@@ -79,7 +86,7 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         for k, v in r.metrics.get("stage_total_s", {}).items():
             stage_rtf[k] = stage_rtf.get(k, 0.0) + v
     results: dict[str, Any] = {
-        "pair": args.pair, "clips": len(clips), "mode": "in-process, real-time pacing",
+        "pair": args.pair, "clips": len(clips), "mode": "real-time pacing",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": R.git_commit(), "machine": R.machine_info(args.device),
         "models": {"asr": args.asr_model, "mt": engines.translator.name
@@ -88,6 +95,8 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         "streaming": R.aggregate(streaming, refs), "cascade": R.aggregate(cascade, refs),
         "per_clip": [vars(s) for s in streaming],
         "per_clip_cascade": [vars(s) for s in cascade],
+        **({"webrtc": R.aggregate(webrtc, refs), "per_clip_webrtc": [vars(s) for s in webrtc]}
+           if webrtc is not None else {}),
         "cost": {"stage_rtf": {k: round(v / max(total_in, 1e-9), 3)
                                for k, v in stage_rtf.items()},
                  **R.resources(cpu0, wall0)},
@@ -107,7 +116,8 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
     results["cost"].update(R.resources(cpu0, wall0))
     results["markdown"] = markdown(results)
     raw = {"streaming_latencies": [x for s in streaming for x in s.first_audio_ms],
-           "cascade_latencies": [x for s in cascade for x in s.first_audio_ms]}
+           "cascade_latencies": [x for s in cascade for x in s.first_audio_ms],
+           "webrtc_latencies": [x for s in webrtc or [] for x in s.first_audio_ms]}
     results["plots"] = [str(p) for p in plots(results, raw, out)]
     (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     (out / "results.md").write_text(results["markdown"], encoding="utf-8")

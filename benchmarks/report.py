@@ -14,6 +14,8 @@ def _fmt(v: Any) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     m, s, b = results["machine"], results["streaming"], results["cascade"]
+    w = results.get("webrtc")
+    cols = [s, w, b] if w is not None else [s, b]
     lines = [
         f"### babelcall bench — {results['pair']}, {results['clips']} clips, "
         f"{results['mode']}",
@@ -23,26 +25,31 @@ def markdown(results: dict[str, Any]) -> str:
         f"commit {results.get('commit') or '?'}; {results['date']}.",
         f"Models: {', '.join(f'{k}={v}' for k, v in results['models'].items())}.",
         "",
-        "| metric | babelcall (streaming) | offline cascade (dubbing) |",
-        "|---|---|---|",
+        "| metric | babelcall in-process | " + ("babelcall over WebRTC loopback | "
+                                                  if w is not None else "")
+        + "offline cascade (dubbing) |",
+        "|---" * len(cols) + "|---|",
     ]
     for key, label in (("first_audio_ms", "end of speech → first audio, ms"),
                        ("start_offset_ms", "StartOffset, ms"),
                        ("end_offset_ms", "EndOffset, ms"), ("laal_ms", "LAAL (text), ms")):
         row = []
-        for agg in (s, b):
+        for agg in cols:
             pct = agg.get(key) or {}
             row.append("–" if pct.get("p50") is None else
                        f"p50 {_fmt(pct['p50'])} · p90 {_fmt(pct['p90'])} · "
                        f"p95 {_fmt(pct['p95'])}")
-        lines.append(f"| {label} | {row[0]} | {row[1]} |")
+        lines.append(f"| {label} | {' | '.join(row)} |")
     for key, label in (("wer", "ASR WER"), ("bleu", "BLEU"), ("chrf", "chrF"),
                        ("asr_bleu", "ASR-BLEU (speech heard back)"), ("asr_chrf", "ASR-chrF"),
                        ("speaker_similarity", "speaker similarity")):
-        lines.append(f"| {label} | {_fmt(s.get(key))} | {_fmt(b.get(key))} |")
+        lines.append(f"| {label} | {' | '.join(_fmt(c.get(key)) for c in cols)} |")
     cost = results.get("cost", {})
     rtf = ", ".join(f"{k} {v}" for k, v in cost.get("stage_rtf", {}).items())
-    lines += ["", f"Cost: real-time factor per stage {rtf or '–'}; "
+    if w is not None:
+        lines += ["", "WebRTC loopback: the same clips sent by an aiortc caller to `babelcall "
+                      "serve` in this process (Opus both ways), timed at the caller."]
+    lines += ["", f"Cost (in-process run): real-time factor per stage {rtf or '–'}; "
               f"CPU {cost.get('cpu_percent', '–')} %; peak RSS {cost.get('peak_rss_mib', '–')} "
               "MiB."]
     if results.get("sweep"):
@@ -58,8 +65,13 @@ def markdown(results: dict[str, Any]) -> str:
     if soak:
         pct = soak["first_audio_ms"]
         lines += ["", f"Soak: {soak['sessions']} concurrent sessions on a {soak['call_s']} s "
-                      f"call: max lag {soak['max_lag_first_half_s']} s in the first half, "
-                      f"{soak['max_lag_second_half_s']} s in the second; first audio p50 "
+                      f"call: max recognition lag {soak['max_lag_first_half_s']} s in the "
+                      f"first half, {soak['max_lag_second_half_s']} s in the second; max "
+                      f"speech lag (speaker → listener, voiced clauses) "
+                      f"{soak.get('max_speech_lag_first_half_s', '–')} s / "
+                      f"{soak.get('max_speech_lag_second_half_s', '–')} s; clauses merged "
+                      f"{soak.get('merges', '–')}, captioned but not voiced "
+                      f"{soak.get('skipped', '–')}; first audio p50 "
                       f"{_fmt(pct['p50'])} / p95 {_fmt(pct['p95'])} ms; ASR mean batch "
                       f"{soak['asr_mean_batch']}; errors {soak['errors']}."]
     return "\n".join(lines) + "\n"
@@ -74,7 +86,8 @@ def plots(results: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]
 
     written = []
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, values in (("streaming", raw["streaming_latencies"]),
+    for label, values in (("streaming, in-process", raw["streaming_latencies"]),
+                          ("streaming, WebRTC loopback", raw.get("webrtc_latencies", [])),
                           ("offline cascade", raw["cascade_latencies"])):
         if values:
             xs = np.sort(values)
@@ -106,7 +119,12 @@ def plots(results: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]
     if results.get("soak"):
         fig, ax = plt.subplots(figsize=(6, 4))
         for i, lag in enumerate(results["soak"]["lag"]):
-            ax.plot([t for t, _ in lag], [v for _, v in lag], label=f"session {i + 1}")
+            line, = ax.plot([t for t, _ in lag], [v for _, v in lag],
+                            label=f"session {i + 1}: recognition")
+            speech = results["soak"].get("speech_lag", [])
+            if i < len(speech):
+                ax.plot([t for t, _ in speech[i]], [v for _, v in speech[i]], ls="--",
+                        color=line.get_color(), label=f"session {i + 1}: voice")
         ax.set(xlabel="call time (s)", ylabel="lag behind the speaker (s)",
                title=f"Soak: {results['soak']['sessions']} concurrent sessions")
         ax.legend(fontsize=7)

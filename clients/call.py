@@ -24,6 +24,7 @@ import numpy as np
 from babelcall.realtime.errors import BabelcallError
 
 RATE = 48000
+LOUD_RMS = 0.01  # a received frame louder than this is translated speech, not silence
 
 
 @dataclass
@@ -35,6 +36,8 @@ class CallResult:
     first_audio_s: float | None = None  # first translated sound, from the start of sending
     wall_s: float = 0.0
     drained: bool = False        # the server said "done" before the timeout
+    sent_start_ns: int | None = None  # monotonic ns when the first input frame went out
+    arrivals: list[tuple[int, float]] = field(default_factory=list)  # (ns, RMS) per frame
 
 
 class Caller:
@@ -60,6 +63,7 @@ class Caller:
         self.pc = RTCPeerConnection(ice_configuration(ice_servers))
         self.records: list[dict[str, Any]] = []
         self.received: list[np.ndarray] = []
+        self.arrivals: list[tuple[int, float]] = []  # (monotonic ns, RMS) per received frame
         self.video_frames = 0
         self.received_pts = 0  # end of the received audio, on the server's output clock
         self.first_audio_s: float | None = None
@@ -148,6 +152,7 @@ class Caller:
     def _message(self, message: str) -> None:
         rec = json.loads(message)
         rec["client_ms"] = round((time.monotonic() - self.started) * 1000, 1)
+        rec["client_ns"] = time.monotonic_ns()
         self.records.append(rec)
         if self.on_record:
             self.on_record(rec)
@@ -177,10 +182,12 @@ class Caller:
                     self.received_pts = max(self.received_pts, frame.pts + frame.samples)
                 pcm = resampler.push(frame)
                 self.received.append(pcm)
+                now_ns = time.monotonic_ns()
+                rms = float(np.sqrt(np.mean(pcm ** 2))) if len(pcm) else 0.0
+                self.arrivals.append((now_ns, rms))
                 sent_at = getattr(self.track, "started_ns", None)
-                if self.first_audio_s is None and sent_at and len(pcm) \
-                        and np.sqrt(np.mean(pcm ** 2)) > 0.01:
-                    self.first_audio_s = (time.monotonic_ns() - sent_at) / 1e9
+                if self.first_audio_s is None and sent_at and rms > LOUD_RMS:
+                    self.first_audio_s = (now_ns - sent_at) / 1e9
 
     async def _count(self, remote: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -218,7 +225,8 @@ async def run_call(track: Any, server: str, source: str, target: str, *,
     finally:
         await caller.hang_up()
     return CallResult(caller.audio, RATE, caller.records, sent_s, caller.first_audio_s,
-                      time.monotonic() - caller.started, drained)
+                      time.monotonic() - caller.started, drained,
+                      getattr(track, "started_ns", None), caller.arrivals)
 
 
 def _message(body: str) -> str:

@@ -24,7 +24,8 @@ import json
 import logging
 import re
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -291,21 +292,42 @@ async def room_leave(request: web.Request) -> web.Response:
     return web.json_response({"status": "closed"})
 
 
+@dataclass
+class Running:
+    url: str
+    hub: Hub
+    app: web.Application
+
+
+@contextlib.asynccontextmanager
+async def running(engines: Engines, config: ServerConfig | None = None, host: str = "127.0.0.1",
+                  port: int = 0, *, shutdown_timeout: float = 60.0) -> AsyncIterator[Running]:
+    """The server listening on ``host:port`` (0: a free port) while the block runs; leaving it
+    closes every call and session. Used by ``serve``, the benchmark's WebRTC loopback and
+    tests."""
+    app = create_app(engines, config)
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1] if port == 0 else port
+        yield Running(f"http://{host}:{bound}", app[HUB], app)
+    finally:
+        await runner.cleanup()
+
+
 async def serve(engines: Engines, config: ServerConfig, host: str, port: int) -> None:
     """Run until SIGINT/SIGTERM (Ctrl-C, systemd, docker stop); shutdown closes every call and
     session before the process exits."""
-    runner = web.AppRunner(create_app(engines, config))
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(sig, stop.set)
-    print(f"babelcall: serving on http://{host}:{port}/", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        print("babelcall: shutting down", flush=True)
-        await runner.cleanup()
+    async with running(engines, config, host, port):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+                loop.add_signal_handler(sig, stop.set)
+        print(f"babelcall: serving on http://{host}:{port}/", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            print("babelcall: shutting down", flush=True)

@@ -36,7 +36,7 @@ def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
     results = asyncio.run(run_bench(args, engines=engines))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["clips"] == 1 and saved["machine"]["cores"] >= 1
-    for side in ("streaming", "cascade"):
+    for side in ("streaming", "webrtc", "cascade"):
         agg = saved[side]
         assert agg["first_audio_ms"]["n"] >= 1
         assert agg["first_audio_ms"]["p50"] > 0
@@ -46,8 +46,12 @@ def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
         sim = agg.get("speaker_similarity")
         assert sim is None or -1 <= sim <= 1
     assert saved["streaming"]["laal_ms"]["p50"] is not None
+    assert saved["webrtc"]["laal_ms"]["p50"] is not None
+    # the loopback heard Spanish about the clip (not silence, not the English input)
+    assert saved["webrtc"]["chrf"] > 20 and saved["webrtc"]["asr_chrf"] > 15
     assert set(saved["cost"]["stage_rtf"]) >= {"asr", "mt", "tts"}
     assert saved["cost"]["peak_rss_mib"] > 100
-    assert "| BLEU |" in (tmp_path / "results.md").read_text()
+    table = (tmp_path / "results.md").read_text()
+    assert "| BLEU |" in table and "WebRTC loopback" in table
     assert (tmp_path / "latency_cdf.png").stat().st_size > 1000
     assert results["markdown"].startswith("### babelcall bench")

@@ -7,36 +7,19 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 import numpy as np
-from aiohttp import web
 from conftest import load_clip
 
 from babelcall.transports.hub import Hub, ServerConfig
-from babelcall.transports.server import HUB, create_app
+from babelcall.transports.server import Running, running
 from babelcall.transports.tracks import PcmTrack
-
-
-@dataclass
-class Running:
-    url: str
-    hub: Hub
-    app: web.Application
 
 
 @contextlib.asynccontextmanager
 async def running_server(engines, **config) -> AsyncIterator[Running]:
-    app = create_app(engines, ServerConfig(**config))
-    runner = web.AppRunner(app, shutdown_timeout=2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield Running(f"http://127.0.0.1:{port}", app[HUB], app)
-    finally:
-        await runner.cleanup()
+    async with running(engines, ServerConfig(**config), shutdown_timeout=2) as srv:
+        yield srv
 
 
 def clip_track(name: str, *, lead_in_s: float = 0.3, seconds: float | None = None) -> PcmTrack:
