@@ -210,15 +210,25 @@ async def soak(engines: Engines, call: Path, source: str, target: str,
             replay(engines, SessionConfig(source, target), call, scheduler=sched)
             for _ in range(sessions)])
         metrics = sched.metrics()
+    mid = results[0].input_s / 2
+
+    def halves(series: list[list[tuple[float, float]]]) -> tuple[float, float]:
+        first = [v for lag in series for t, v in lag if t <= mid]
+        second = [v for lag in series for t, v in lag if t > mid]
+        return max(first, default=0.0), max(second, default=0.0)
+
     lags = [r.lag for r in results]
-    half = [[v for t, v in lag if t > results[0].input_s / 2] for lag in lags]
-    first = [[v for t, v in lag if t <= results[0].input_s / 2] for lag in lags]
+    speech = [r.speech_lag for r in results]
     lat = [x for r in results for x in M.first_audio_latencies(r.records)]
+    (l1, l2), (s1, s2) = halves(lags), halves(speech)
     return {"sessions": sessions, "call_s": round(results[0].input_s, 1),
-            "max_lag_first_half_s": max((max(x) for x in first if x), default=0.0),
-            "max_lag_second_half_s": max((max(x) for x in half if x), default=0.0),
+            "max_lag_first_half_s": l1, "max_lag_second_half_s": l2,
+            "max_speech_lag_first_half_s": s1, "max_speech_lag_second_half_s": s2,
+            "skipped": sum(r.metrics.get("skipped", 0) for r in results),
+            "merges": sum(r.metrics.get("merges", 0) for r in results),
             "first_audio_ms": M.percentiles(lat), "asr_mean_batch": metrics["asr_mean_batch"],
-            "errors": sum(r.metrics.get("errors", 0) for r in results), "lag": lags}
+            "errors": sum(r.metrics.get("errors", 0) for r in results), "lag": lags,
+            "speech_lag": speech}
 
 
 def machine_info(device: str) -> dict[str, Any]:

@@ -22,12 +22,17 @@ class LatencyBudget:
     catchup_full_s: float = 4.0   # queued audio at which the speed cap is reached
     max_speed: float = 1.3
     merge_backlog_s: float = 6.0  # beyond this, pending clauses are merged into one
+    # Last resort under overload: a clause the listener would hear more than this long after
+    # it was said is captioned but not voiced, so the voice stays near the speaker.
+    max_speech_lag_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.asr_ms + self.mt_ms >= self.first_audio_ms:
             raise ValueError("asr_ms + mt_ms must leave time for speech synthesis")
         if not 1.0 <= self.max_speed <= 2.0:
             raise ValueError("max_speed must be within [1, 2]")
+        if self.max_speech_lag_s <= self.merge_backlog_s:
+            raise ValueError("max_speech_lag_s must exceed merge_backlog_s (merge first)")
 
     def deadline(self, stage: str, anchor_ns: int, *, final: bool) -> int:
         """Deadline of a ``stage`` call for source that arrived at ``anchor_ns``."""
@@ -61,5 +66,7 @@ def shed_level(lateness_s: float, current: int) -> int:
 
 
 def asr_interval_factor(level: int) -> float:
-    """How much longer a session waits between ASR updates at a shed level."""
-    return (1.0, 2.0, 3.0, 3.0)[level]
+    """How much longer a session waits between ASR updates at a shed level. At the top level
+    a phrase is mostly read at its pauses (one pass each): run-on speech still gets an update
+    every ~5 s, so its words keep coming."""
+    return (1.0, 2.0, 3.0, 6.0)[level]

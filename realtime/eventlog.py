@@ -7,6 +7,7 @@ from typing import Any
 
 from babelcall.realtime.types import (
     Event,
+    SpeechSkipped,
     StageError,
     SynthAudio,
     Transcript,
@@ -38,6 +39,8 @@ def event_record(ev: Event, *, origin_ns: int, arrival_ns: int,
         if play_start_ns is not None:
             rec["play_start_ms"] = round((play_start_ns - origin_ns) / 1e6, 1)
             rec["play_latency_ms"] = round((play_start_ns - arrival_ns) / 1e6, 1)
+    elif isinstance(ev, SpeechSkipped):
+        rec.update(text=ev.text, behind_s=round(ev.behind_s, 2))
     elif isinstance(ev, StageError):
         rec.update(stage=ev.stage, message=ev.message)
     return rec

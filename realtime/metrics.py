@@ -25,6 +25,8 @@ class SessionMetrics:
     backlog_s: float = 0.0  # translated audio waiting at the sink
     speed: float = 1.0
     merges: int = 0
+    skipped: int = 0
+    speech_lag_s: float = 0.0  # the last voiced clause: speaker said it -> listener hears it
     errors: int = 0
     stages: dict[str, _StageTime] = field(default_factory=dict)
     phrases: dict[int, dict[str, int]] = field(default_factory=dict)
@@ -63,7 +65,9 @@ class SessionMetrics:
             "stage_ms": {k: round(v.ewma_s * 1000, 1) for k, v in self.stages.items()},
             "stage_calls": {k: v.calls for k, v in self.stages.items()},
             "stage_total_s": {k: round(v.total_s, 3) for k, v in self.stages.items()},
+            "speech_lag_s": round(self.speech_lag_s, 3),
             "merges": self.merges,
+            "skipped": self.skipped,
             "errors": self.errors,
             "shed_level": shed_level,
         }

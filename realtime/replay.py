@@ -40,6 +40,8 @@ class ReplayResult:
     wall_s: float = 0.0
     metrics: dict[str, Any] = field(default_factory=dict)  # the session's, at the end
     lag: list[tuple[float, float]] = field(default_factory=list)  # (input s, lag s) samples
+    # (input s, s): how long after the speaker the listener hears the latest voiced clause
+    speech_lag: list[tuple[float, float]] = field(default_factory=list)
 
 
 def _frames(path: str | os.PathLike[str]) -> list[np.ndarray]:
@@ -87,7 +89,9 @@ async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLik
             if fast:
                 await session.idle()
             if i % 25 == 24:
-                result.lag.append((round(t_end, 2), session.metrics()["lag_s"]))
+                m = session.metrics()
+                result.lag.append((round(t_end, 2), m["lag_s"]))
+                result.speech_lag.append((round(t_end, 2), m["speech_lag_s"]))
             if progress and i % 50 == 49:
                 progress(t_end, result.input_s)
         await session.end()

@@ -48,6 +48,7 @@ from babelcall.realtime.types import (
     Event,
     Span,
     SpeechEnded,
+    SpeechSkipped,
     SpeechStarted,
     StageError,
     SynthAudio,
@@ -472,8 +473,20 @@ class Session:
             self._phrase_voice = (utt, profile, voice)
         return self._phrase_voice[1], self._phrase_voice[2]
 
+    def _behind_s(self, span: Span) -> float:
+        """How long after the speaker said ``span`` the listener would start hearing it if it
+        were synthesised now: the time since it arrived plus the audio queued before it."""
+        return (self.clock.now_ns() - self.arrival_ns(span.end)) / 1e9 + self._backlog_s
+
     async def _say(self, utt: int, piece: str, span: Span) -> None:
         tts, cfg, cloner = self.engines.tts, self.config, self.engines.cloner
+        behind = self._behind_s(span)
+        if behind > self.budget.max_speech_lag_s:
+            log.info("session %s overload: not voicing %r (%.1f s behind the speaker)",
+                     self.id, piece, behind)
+            self.stats.skipped += 1
+            self._emit(SpeechSkipped(utt, span, self.clock.now_ns(), piece, behind))
+            return
         if self.stats.spoken(utt):
             # A later piece is due when the audio queued before it has played out.
             self._deadlines.set("tts", self.clock.now_ns() + int(self._backlog_s * 1e9)
@@ -497,6 +510,7 @@ class Session:
             while (pcm := await self._call("tts", next_chunk)) is not None:
                 if seq == 0:
                     self.stats.mark(utt, "first_audio_ns", self.clock.now_ns(), once=True)
+                    self.stats.speech_lag_s = self._behind_s(span)
                 self._emit(SynthAudio(utt, span, self.clock.now_ns(), pcm, tts.sample_rate,
                                       piece, seq))
                 seq += 1

@@ -114,4 +114,19 @@ class StageError:
     kind: str = field(default="stage_error", init=False)
 
 
-Event = SpeechStarted | SpeechEnded | Transcript | Translation | SynthAudio | StageError
+@dataclass(frozen=True, slots=True)
+class SpeechSkipped:
+    """Overload's last resort: this committed clause is shown (captions) but not voiced,
+    because by the time it could play the listener would hear it ``behind_s`` after the
+    speaker said it. Logged and counted, never silent."""
+
+    utt: int
+    src: Span
+    wall_ns: int
+    text: str
+    behind_s: float
+    kind: str = field(default="speech_skipped", init=False)
+
+
+Event = (SpeechStarted | SpeechEnded | Transcript | Translation | SynthAudio | StageError
+         | SpeechSkipped)

@@ -37,4 +37,4 @@ def test_shed_levels_have_hysteresis():
     assert shed_level(5.0, 0) == 3
     assert shed_level(1.0, 3) == 2  # level 2 is left only below 0.8 s
     assert shed_level(0.5, 3) == 1
-    assert [asr_interval_factor(lv) for lv in range(4)] == [1.0, 2.0, 3.0, 3.0]
+    assert [asr_interval_factor(lv) for lv in range(4)] == [1.0, 2.0, 3.0, 6.0]

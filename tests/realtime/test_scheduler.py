@@ -303,7 +303,7 @@ def test_far_behind_clauses_are_merged_not_dropped():
         engines.tts = SlowTts()
         session = Session(engines, SessionConfig("en", "es", max_clause_words=2),
                           clock=FakeClock())
-        session.report_backlog(10.0)
+        session.report_backlog(7.0)  # past merging (6 s), short of skipping (10 s)
         session.start()
         audio = tone_phrases(3.0, 3.0, gap=0.6)
         for i in range(0, len(audio), 320):
@@ -319,6 +319,41 @@ def test_far_behind_clauses_are_merged_not_dropped():
     assert spoken.split() == committed.split()  # every committed word still spoken
     assert session.metrics()["merges"] > 0
     assert np.isfinite(session.metrics()["lag_s"])
+
+
+def test_speech_hopelessly_behind_is_captioned_not_voiced_and_recovers():
+    """Overload's last resort: a clause the listener would hear > max_speech_lag_s late is
+    skipped with a SpeechSkipped event carrying its text (nothing committed vanishes); once the
+    backlog clears, clauses are voiced again."""
+    async def go():
+        engines = fake_engines()
+        session = Session(engines, SessionConfig("en", "es"), clock=FakeClock())
+        session.start()
+        audio = tone_phrases(2.0, 2.0, gap=0.8)
+        half = int(3.6 * RATE)  # the first phrase and the silence after it
+        session.report_backlog(12.0)
+        for i in range(0, half, 320):
+            session.push(audio[i:i + 320], RATE)
+        await session.idle()
+        session.report_backlog(0.0)
+        for i in range(half, len(audio), 320):
+            session.push(audio[i:i + 320], RATE)
+        await session.end()
+        events = [e async for e in session.events()]
+        await session.close()
+        return session, events
+
+    session, events = asyncio.run(go())
+    skipped = [e for e in events if e.kind == "speech_skipped"]
+    voiced = [e for e in events if isinstance(e, SynthAudio)]
+    committed = {e.utt: "" for e in events if e.kind == "translation"}
+    for e in events:
+        if e.kind == "translation":
+            committed[e.utt] += " " + e.committed
+    assert skipped and {e.utt for e in skipped} == {0} and skipped[0].behind_s > 10
+    assert " ".join(e.text for e in skipped).split() == committed[0].split()
+    assert voiced and {e.utt for e in voiced} == {1}  # voiced again once caught up
+    assert session.metrics()["skipped"] == len(skipped)
 
 
 def test_an_idle_lane_is_not_late_however_its_last_call_went():
