@@ -52,6 +52,7 @@ class Translator(Protocol):
 
     name: str
     supports_prefix: bool
+    shares_compute: bool  # runs on the cores/GPU the other models use (the scheduler's gate)
 
     def supports(self, source: str, target: str) -> bool: ...
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -64,12 +66,58 @@ class LaneStats:
         return self.items / self.calls if self.calls else 0.0
 
 
+class ComputeGate:
+    """The machine's compute, shared by every lane in deadline order.
+
+    Each lane orders its own jobs earliest-deadline-first, but Whisper and Kokoro calls from
+    different lanes would otherwise run at the same time and time-slice a small CPU: the first
+    audio of a phrase that just ended then waits behind a mid-phrase ASR update of another
+    speaker. With ``slots`` model calls at most running at once (one per two cores by default,
+    as each call uses two threads), the most urgent call gets the machine; throughput is the
+    same, latency goes to whoever is due first."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("compute slots must be at least 1")
+        self.slots = slots
+        self._free = slots
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    async def acquire(self, deadline_ns: int) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (deadline_ns, next(self._seq), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # granted just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            _, _, fut = heapq.heappop(self._waiting)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
+
+
+def default_compute_slots() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class Lane:
     """EDF queue + batching worker for one engine function."""
 
     def __init__(self, name: str, run_batch: Callable[[Hashable, list[Any]], list[Any]], *,
-                 clock: Clock, max_batch: int = 8, timeout_s: float = 30.0) -> None:
+                 clock: Clock, max_batch: int = 8, timeout_s: float = 30.0,
+                 gate: ComputeGate | None = None) -> None:
         self.name = name
+        self.gate = gate
         self.run_batch = run_batch
         self.clock = clock
         self.max_batch = max_batch
@@ -165,6 +213,15 @@ class Lane:
                 self._busy, self._running = False, []
 
     async def _run(self, batch: list[_Job]) -> None:
+        if self.gate is None:
+            return await self._call(batch)
+        await self.gate.acquire(min(j.deadline_ns for j in batch))
+        try:
+            return await self._call(batch)
+        finally:
+            self.gate.release()
+
+    async def _call(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         call = loop.run_in_executor(self._executor, self.run_batch, batch[0].key,
@@ -219,19 +276,25 @@ class Deadlines:
 class Scheduler:
     def __init__(self, engines: Engines, *, clock: Clock | None = None,
                  budget: LatencyBudget | None = None, max_batch: int = 8,
-                 timeout_s: float = 30.0, max_sessions: int | None = None) -> None:
+                 timeout_s: float = 30.0, max_sessions: int | None = None,
+                 compute_slots: int | None = None) -> None:
+        """``compute_slots``: model calls (of any lane) allowed to run at once; default one
+        per two CPU cores (see ComputeGate). A translator with ``shares_compute = False``
+        (Apertium: a few ms, its own processes) runs outside the gate."""
         self.engines = engines
         self.clock = clock or SystemClock()
         self.budget = budget or LatencyBudget()
         self.max_sessions = max_sessions
         self.sessions: set[object] = set()
         self._level = 0
+        self.gate = ComputeGate(compute_slots or default_compute_slots())
         self.asr = Lane("asr", self._asr_batch, clock=self.clock, max_batch=max_batch,
-                        timeout_s=timeout_s)
+                        timeout_s=timeout_s, gate=self.gate)
+        heavy_mt = getattr(engines.translator, "shares_compute", True)
         self.mt = Lane("mt", self._mt_batch, clock=self.clock, max_batch=max_batch,
-                       timeout_s=timeout_s)
+                       timeout_s=timeout_s, gate=self.gate if heavy_mt else None)
         self.tts = Lane("tts", self._tts_batch, clock=self.clock, max_batch=1,
-                        timeout_s=timeout_s)
+                        timeout_s=timeout_s, gate=self.gate)
         self.lanes = (self.asr, self.mt, self.tts)
         self._started = False
 

@@ -128,6 +128,8 @@ class ApertiumTranslator:
 
     name = "apertium"
     supports_prefix = False
+    # a few ms per sentence in its own processes: not worth a compute slot (realtime/scheduler)
+    shares_compute = False
 
     def __init__(self, datadir: str | os.PathLike[str] | None = None, *,
                  timeout: float = 30.0) -> None:

@@ -64,6 +64,7 @@ class Ct2Translator:
 
     name = "ctranslate2"
     supports_prefix = True
+    shares_compute = True  # a neural model on the same cores/GPU as Whisper and Kokoro
 
     def __init__(
         self,

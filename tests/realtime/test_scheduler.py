@@ -83,6 +83,49 @@ def test_stopping_a_lane_wakes_every_waiting_thread():
             fut.result(timeout=1)
 
 
+def test_lanes_share_the_compute_gate_in_deadline_order():
+    """With one compute slot, calls of different lanes run one at a time, the most urgent
+    first: a phrase's first audio does not time-slice with another speaker's ASR update."""
+    from babelcall.realtime.scheduler import ComputeGate
+
+    async def go():
+        order, running, overlap = [], [], []
+        gate_open = threading.Event()
+
+        def runner(name):
+            def run(key, payloads):
+                running.append(name)
+                overlap.append(len(running))
+                if not order:
+                    gate_open.wait(5)
+                order.append((name, payloads[0]))
+                running.remove(name)
+                return payloads
+            return run
+
+        gate = ComputeGate(1)
+        asr = Lane("asr", runner("asr"), clock=FakeClock(), gate=gate)
+        tts = Lane("tts", runner("tts"), clock=FakeClock(), gate=gate)
+        asr.start()
+        tts.start()
+        first = asr.submit_threadsafe("k", "blocker", 0)
+        await asyncio.sleep(0.05)
+        late_asr = asr.submit_threadsafe("es", "update", 900)  # another key: no batching
+        urgent_tts = tts.submit_threadsafe("k", "first audio", 300)
+        mid_asr = asr.submit_threadsafe("k", "final pass", 500)
+        await asyncio.sleep(0.05)
+        gate_open.set()
+        for f in (first, late_asr, urgent_tts, mid_asr):
+            await asyncio.wrap_future(f)
+        await asr.stop()
+        await tts.stop()
+        return order, overlap
+
+    order, overlap = asyncio.run(go())
+    assert [p for _, p in order] == ["blocker", "first audio", "final pass", "update"]
+    assert max(overlap) == 1  # never two model calls at once
+
+
 def test_lane_batches_jobs_with_the_same_key():
     async def go():
         rec = Recorder()
