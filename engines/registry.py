@@ -24,7 +24,8 @@ class Engines:
     def load(cls, source: str, target: str, *, asr_model: str = "whisper-base",
              mt: str = "auto", mt_model: str | None = None, tts_model: str = "kokoro-82m",
              voice: str | None = None, models_dir: str | None = None, device: str = "cpu",
-             threads: int = 0, clone: str = "dsp", clone_model: str | None = None) -> Engines:
+             threads: int = 0, clone: str = "dsp", clone_model: str | None = None,
+             warm: bool = True) -> Engines:
         """Load what the pair needs; every missing piece fails here with a clear error,
         before any audio flows."""
         from babelcall.engines.asr.whisper import FasterWhisperAsr
@@ -44,7 +45,23 @@ class Engines:
         asr = FasterWhisperAsr(asr_model, device=device, compute_type=compute,
                                cpu_threads=threads, models_dir=models_dir)
         cloner = load_cloner(clone, model=clone_model, device=device, models_dir=models_dir)
-        return cls(vad=SileroVad(), asr=asr, tts=tts, translator=translator, cloner=cloner)
+        engines = cls(vad=SileroVad(), asr=asr, tts=tts, translator=translator, cloner=cloner)
+        if warm:
+            engines.warm_up(source, target)
+        return engines
+
+    def warm_up(self, source: str, target: str) -> None:
+        """One call of each model, so one-off costs (Apertium starting its pipeline, ~0.3 s;
+        allocators growing) are paid at start-up instead of on a caller's first phrase."""
+        import numpy as np
+
+        hush = np.random.default_rng(0).normal(0, 0.003, 16000).astype(np.float32)
+        self.asr.transcribe(hush, language=source, task=self.asr_task(source, target))
+        if self.translator is not None and self.translator.supports(source, target):
+            self.translator.translate(["Hello."], source=source, target=target)
+        if self.tts.supports(target):
+            for _ in self.tts.synthesize("OK.", language=target):
+                pass
 
     def asr_task(self, source: str, target: str) -> str:
         return "translate" if self.translator is None and target == "en" else "transcribe"
