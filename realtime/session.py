@@ -76,6 +76,9 @@ class SessionConfig:
     voice: str | None = None
     speed: float = 1.0
     clone_voice: bool = True  # profile the speaker for the engines' cloner (off: PassThrough)
+    # Commit the recogniser's whole hypothesis at a pause (see OnlineAsr.process); off: words
+    # wait for agreement or the end of the phrase.
+    settle_at_pause: bool = True
 
     def __post_init__(self) -> None:
         if self.asr_interval_s <= 0:
@@ -343,7 +346,9 @@ class Session:
                                               for h in later):
                         fresh = voiced = 0.0
                         self._deadline("asr", heard.time, final=True)
-                        new = await self._run_asr(utt, phrase_start, self._asr.process)
+                        settle = self.config.settle_at_pause
+                        new = await self._run_asr(
+                            utt, phrase_start, functools.partial(self._asr.process, settle=settle))
                         committed += new
                         self._send_source(utt, phrase_start, committed, new, final=False)
                 elif isinstance(heard, PhraseEnd):

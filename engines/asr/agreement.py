@@ -113,12 +113,19 @@ class OnlineAsr:
     def insert_audio(self, pcm: np.ndarray) -> None:
         self._audio = np.concatenate([self._audio, np.asarray(pcm, dtype=np.float32)])
 
-    def process(self) -> list[Word]:
-        """Transcribe the buffer; return the newly committed words."""
+    def process(self, *, settle: bool = False) -> list[Word]:
+        """Transcribe the buffer; return the newly committed words.
+
+        ``settle``: the speaker has paused, so this pass saw every word of the open phrase with
+        silence after it; commit its whole hypothesis instead of waiting for a second pass to
+        agree (or for the end of the phrase). It is what lets the translation of a short phrase
+        start at a 0.2 s pause rather than when the voice detector declares the phrase over."""
         words = self.asr.transcribe(self._audio, language=self.language,
                                     prompt=self._prompt(), task=self.task)
         self._hyp.insert(words, self._offset)
         committed = self._hyp.flush()
+        if settle:
+            committed += self._hyp.commit_all()
         if len(self._audio) / self.rate > self.max_buffer_s:
             committed += self._hyp.commit_until(self.buffer_end - 3.0)
         self._remember(committed)

@@ -76,6 +76,21 @@ def test_online_asr_trims_at_sentence_end_and_prompts_with_text_before_buffer():
     assert join_words(rest) == "are you"
 
 
+def test_a_pass_at_a_pause_settles_the_whole_hypothesis_and_speech_can_resume():
+    asr = ScriptedAsr([
+        words(("However,", 0.0)),                      # the only pass before the pause
+        words(("However,", 0.0), ("due", 0.8)),        # speech resumed after the pause
+        words(("However,", 0.0), ("due", 0.8), ("to", 1.1)),
+    ])
+    online = OnlineAsr(asr, language="en")
+    online.start(5.0, np.zeros(16000, dtype=np.float32))
+    settled = online.process(settle=True)
+    assert [w.text for w in settled] == [" However,"]  # no second pass needed
+    assert online.process() == []                   # "However," is not emitted again
+    assert [w.text for w in online.process()] == [" due"]
+    assert join_words(online.finish()) == "to"
+
+
 def test_online_asr_on_real_clip(asr):
     audio = load_clip("fleurs-en-002")
     online = OnlineAsr(asr, language="en")
