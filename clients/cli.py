@@ -100,6 +100,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "babelcall.benchmarks.cli",
     "babelcall.clients.serve_cmd",
     "babelcall.clients.call",
+    "babelcall.clients.join_cmd",
 )
 
 

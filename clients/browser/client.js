@@ -187,6 +187,10 @@ function onRecord(rec) {
   } else if (rec.type === "pong") {
     state.rttMs = performance.now() - rec.t;
     $("rtt").textContent = `${state.rttMs.toFixed(0)} ms`;
+  } else if (rec.type === "speech_skipped") {
+    // the server is overloaded: this clause stays in the captions but is not voiced
+    state.skipped = (state.skipped || 0) + 1;
+    setStatus(`live — ${rec.behind_s.toFixed(0)} s behind: captions only for now`, false);
   } else if (rec.type === "error" || rec.type === "stage_error") {
     setStatus(rec.message || "error", rec.type === "error");
   }
