@@ -17,6 +17,7 @@ from conftest import reference, transcribe_long
 from janus_server import SESSION_TIMEOUT_S, JanusServer, Listener, human, janus_available
 from transport_utils import clip_track, compact, speech_seconds, to_16k, until
 
+from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.transports.conference import ServerUnreachable, open_room
 from babelcall.transports.conference.base import ConnectionLost
@@ -66,9 +67,13 @@ def test_bot_interprets_a_room_both_ways(janus, engines, asr):
     """Ana speaks English, Luis Spanish, at the same time; a third participant hears each in
     the other's language on the bot's feeds and reads their captions; leaving frees."""
     config = BotConfig(source="en", target="es", languages={"ana": "en", "Luis": "es"})
+    # This test checks what is said, not how fast: on a loaded 2-core box the overload policy
+    # would caption-not-voice late clauses (tested in tests/realtime), so it is turned off.
+    patient = LatencyBudget(max_speech_lag_s=600.0)
 
     async def main():
-        bot = JoinBot(lambda: open_room(f"{janus.url}/{MAIN}", pin=PIN), engines, config)
+        sched = Scheduler(engines, budget=patient)
+        bot = JoinBot(lambda: open_room(f"{janus.url}/{MAIN}", pin=PIN), sched, config)
         await bot.start()
         listener = Listener(janus, MAIN, pin=PIN)
         await listener.join()
@@ -97,6 +102,7 @@ def test_bot_interprets_a_room_both_ways(janus, engines, asr):
                     "Luis' session to be freed")
         await listener.close()
         await bot.stop()
+        await sched.close()
         return to_es, to_en
 
     to_es, to_en = asyncio.run(main())
@@ -111,11 +117,8 @@ def test_bot_interprets_a_room_both_ways(janus, engines, asr):
     assert speech_seconds(es, 16000) > 1.0
     # What the bot voiced is what the far end heard (the transport loses nothing) ...
     assert sacrebleu.sentence_chrf(heard, [voiced]).score > 40, (heard, voiced)
-    # ... and it is Spanish about the right thing. A clause the session declined to voice
-    # because the box is overloaded (captioned, never silent: speech_skipped) is missing
-    # from the audio by design; then the captions carry the reference check.
-    if not skipped:
-        assert chrf > 30, heard
+    # ... and it is Spanish about the right thing.
+    assert not skipped and chrf > 30, heard
     assert sacrebleu.sentence_chrf(_said(to_es), [ref["tgt_ref"]]).score > 30, _said(to_es)
     # Captions: the speaker, the language and the text, both sides of the interpretation.
     kinds = {r["type"] for r in to_es.captions}
