@@ -30,6 +30,8 @@ def register(sub: Any) -> None:
     p.add_argument("--smoke", action="store_true", help="one clip, no sweep (CI)")
     p.add_argument("--no-webrtc", action="store_true",
                    help="skip the WebRTC loopback run (aiortc caller <-> babelcall serve)")
+    p.add_argument("--no-janus", action="store_true",
+                   help="skip the run through a private Janus (babelcall join's bot)")
     p.add_argument("--soak-s", type=float, default=0.0,
                    help="also run --soak-sessions callers on a call of this many seconds "
                         "made of the clips, sampling their lag (0: skip)")
@@ -78,6 +80,11 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         from babelcall.benchmarks.loopback import run_loopback
 
         webrtc = await run_loopback(engines, clips, args.source, args.target)
+    janus = None
+    if not args.no_janus:
+        from babelcall.benchmarks.janus_path import run_janus
+
+        janus = await run_janus(engines, clips, args.source, args.target)
     cascade = [R.run_cascade(engines, c, args.source, args.target) for c in clips]
     refs = [c.tgt_ref for c in clips]
     stage_rtf: dict[str, float] = {}
@@ -97,6 +104,8 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         "per_clip_cascade": [vars(s) for s in cascade],
         **({"webrtc": R.aggregate(webrtc, refs), "per_clip_webrtc": [vars(s) for s in webrtc]}
            if webrtc is not None else {}),
+        **({"janus": R.aggregate(janus, refs), "per_clip_janus": [vars(s) for s in janus]}
+           if janus is not None else {}),
         "cost": {"stage_rtf": {k: round(v / max(total_in, 1e-9), 3)
                                for k, v in stage_rtf.items()},
                  **R.resources(cpu0, wall0)},

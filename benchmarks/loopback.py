@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from babelcall.benchmarks import measures as M
 from babelcall.benchmarks.run import Clip, ClipScore, hear, speaker_similarity
 from babelcall.clients.call import LOUD_RMS, CallResult, run_call
@@ -45,32 +47,72 @@ def score_call(engines: Engines, clip: Clip, result: CallResult, target: str) ->
     """The same measures as the in-process run, timed at the caller."""
     if result.sent_start_ns is None:
         raise RuntimeError(f"{clip.name}: no audio was sent")
-    t0 = result.sent_start_ns
-    recs = [{**r, "wall_ms": (r["client_ns"] - t0) / 1e6} for r in result.records
-            if "client_ns" in r and "type" in r]
-    ends = _phrase_ends(recs)
-    loud = [(ns, rms) for ns, rms in result.arrivals if rms > LOUD_RMS]
+    return score_received(engines, clip, result.records, result.arrivals, result.audio,
+                          result.rate, target, sent_start_ns=result.sent_start_ns,
+                          sent_s=result.sent_s - LEAD_IN_S)
+
+
+def score_received(engines: Engines, clip: Clip, records: list[dict[str, Any]],
+                   arrivals: list[tuple[int, float]], audio: np.ndarray, rate: int,
+                   target: str, *, sent_start_ns: int | None, sent_s: float) -> ClipScore:
+    """Score what a listener received: caption records stamped with their arrival
+    (``client_ns``), and (arrival ns, RMS) per audio frame. With ``sent_start_ns`` (the
+    speaker's first frame, on the same clock) latencies run from the speaker's end of speech;
+    without it only ``heard_after_ms`` (interpreter got the phrase end -> listener hears it)."""
+    ends = _phrase_ends(records)
+    loud = [ns for ns, rms in arrivals if rms > LOUD_RMS]
+    onsets = _onsets(records, loud)
     first: list[float] = []
-    seen: set[int] = set()
-    for r in recs:
-        if r["type"] != "audio_out" or r["utt"] in seen or r["utt"] not in ends:
-            continue
-        seen.add(r["utt"])
-        onset = next((ns for ns, _ in loud if ns >= r["client_ns"] - EARLY_NS), None)
-        if onset is not None:
-            first.append((onset - t0) / 1e6 - ends[r["utt"]] * 1000)
-    starts = [r["src_start"] for r in recs if r["type"] == "transcript" and r["committed"]]
-    start_off = end_off = None
-    if loud and starts and ends:
-        start_off = (loud[0][0] - t0) / 1e6 - min(starts) * 1000
-        end_off = (loud[-1][0] - t0) / 1e6 - max(ends.values()) * 1000
+    start_off = end_off = laal = None
+    recs = records
+    if sent_start_ns is not None:
+        t0 = sent_start_ns
+        recs = [{**r, "wall_ms": (r["client_ns"] - t0) / 1e6} for r in records]
+        first = [(ns - t0) / 1e6 - ends[u] * 1000 for u, ns in onsets.items() if u in ends]
+        starts = [r["src_start"] for r in recs if r["type"] == "transcript" and r["committed"]]
+        if loud and starts and ends:
+            start_off = (loud[0] - t0) / 1e6 - min(starts) * 1000
+            end_off = (loud[-1] - t0) / 1e6 - max(ends.values()) * 1000
+        laal = M.laal(M.text_delays(recs), (sent_s + LEAD_IN_S) * 1000,
+                      len(clip.tgt_ref.split()))
     source_text = M.committed_source(recs)
-    return ClipScore(
-        clip.name, result.sent_s - LEAD_IN_S, first, start_off, end_off,
-        M.laal(M.text_delays(recs), result.sent_s * 1000, len(clip.tgt_ref.split())),
+    score = ClipScore(
+        clip.name, sent_s, first, start_off, end_off, laal,
         M.wer(clip.transcript, source_text), source_text, M.committed_target(recs),
-        hear(engines, result.audio, result.rate, target), {},
-        speaker_similarity(clip, result.audio, result.rate))
+        hear(engines, audio, rate, target), {}, speaker_similarity(clip, audio, rate))
+    score.heard_after_ms = heard_after(records, onsets)
+    return score
+
+
+def _onsets(records: list[dict[str, Any]], loud: list[int]) -> dict[int, int]:
+    """Per phrase: arrival of its first translated sound (see the module docstring)."""
+    out: dict[int, int] = {}
+    for r in records:
+        if r.get("type") != "audio_out" or r["utt"] in out:
+            continue
+        onset = next((ns for ns in loud if ns >= r["client_ns"] - EARLY_NS), None)
+        if onset is not None:
+            out[r["utt"]] = onset
+    return out
+
+
+def heard_after(records: list[dict[str, Any]], onsets: dict[int, int]) -> list[float]:
+    """Per phrase (ms): the interpreter received the end of its speech -> the listener hears
+    its first translated sound. The arrival at the interpreter comes from the phrase's last
+    transcript caption: it carries ``latency_ms`` since that source instant arrived, and
+    reaches the listener a data-channel hop (about a millisecond here) after it was sent."""
+    last: dict[int, dict[str, Any]] = {}
+    for r in records:
+        if r.get("type") == "transcript" and (r.get("committed") or r.get("partial")):
+            if r["utt"] not in last or r["src_end"] >= last[r["utt"]]["src_end"]:
+                last[r["utt"]] = r
+    out = []
+    for utt, onset in sorted(onsets.items()):
+        r = last.get(utt)
+        if r is not None:
+            arrived_ns = r["client_ns"] - r["latency_ms"] * 1e6
+            out.append(round((onset - arrived_ns) / 1e6, 1))
+    return out
 
 
 def _phrase_ends(recs: list[dict[str, Any]]) -> dict[int, float]:
@@ -78,7 +120,7 @@ def _phrase_ends(recs: list[dict[str, Any]]) -> dict[int, float]:
     captions carry spans, not words)."""
     ends: dict[int, float] = {}
     for r in recs:
-        if r["type"] == "transcript" and (r.get("committed") or r.get("partial")):
+        if r.get("type") == "transcript" and (r.get("committed") or r.get("partial")):
             ends[r["utt"]] = max(ends.get(r["utt"], 0.0), float(r["src_end"]))
     return ends
 

@@ -49,6 +49,20 @@ def markdown(results: dict[str, Any]) -> str:
     if w is not None:
         lines += ["", "WebRTC loopback: the same clips sent by an aiortc caller to `babelcall "
                       "serve` in this process (Opus both ways), timed at the caller."]
+    j = results.get("janus")
+    if j is not None or w is not None:
+        lines += ["", "| network path | interpreter got the phrase end → listener hears it, "
+                      "ms | BLEU / chrF | ASR-BLEU / ASR-chrF |", "|---|---|---|---|"]
+        for label, agg in (("direct relay (WebRTC loopback)", w),
+                           ("Janus VideoRoom (bot feed → subscriber)", j)):
+            if agg is None:
+                continue
+            pct = agg.get("heard_after_ms") or {}
+            lat = "–" if pct.get("p50") is None else (
+                f"p50 {_fmt(pct['p50'])} · p90 {_fmt(pct['p90'])} · p95 {_fmt(pct['p95'])}")
+            lines.append(f"| {label} | {lat} | {_fmt(agg.get('bleu'))} / "
+                         f"{_fmt(agg.get('chrf'))} | {_fmt(agg.get('asr_bleu'))} / "
+                         f"{_fmt(agg.get('asr_chrf'))} |")
     lines += ["", f"Cost (in-process run): real-time factor per stage {rtf or '–'}; "
               f"CPU {cost.get('cpu_percent', '–')} %; peak RSS {cost.get('peak_rss_mib', '–')} "
               "MiB."]

@@ -47,11 +47,15 @@ def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
         assert sim is None or -1 <= sim <= 1
     assert saved["streaming"]["laal_ms"]["p50"] is not None
     assert saved["webrtc"]["laal_ms"]["p50"] is not None
+    for path in ("webrtc", "janus"):  # the network paths, timed at their listeners
+        assert saved[path]["heard_after_ms"]["n"] >= 1
+        assert saved[path]["heard_after_ms"]["p50"] > 0
+        assert saved[path]["chrf"] > 20 and saved[path]["asr_chrf"] > 15
     # the loopback heard Spanish about the clip (not silence, not the English input)
     assert saved["webrtc"]["chrf"] > 20 and saved["webrtc"]["asr_chrf"] > 15
     assert set(saved["cost"]["stage_rtf"]) >= {"asr", "mt", "tts"}
     assert saved["cost"]["peak_rss_mib"] > 100
     table = (tmp_path / "results.md").read_text()
-    assert "| BLEU |" in table and "WebRTC loopback" in table
+    assert "| BLEU |" in table and "WebRTC loopback" in table and "Janus" in table
     assert (tmp_path / "latency_cdf.png").stat().st_size > 1000
     assert results["markdown"].startswith("### babelcall bench")

@@ -14,7 +14,6 @@ import time
 import pytest
 import sacrebleu
 from conftest import reference, transcribe_long
-from janus_server import SESSION_TIMEOUT_S, JanusServer, Listener, human, janus_available
 from transport_utils import clip_track, compact, speech_seconds, to_16k, until
 
 from babelcall.realtime.budget import LatencyBudget
@@ -23,6 +22,13 @@ from babelcall.transports.conference import ServerUnreachable, open_room
 from babelcall.transports.conference.base import ConnectionLost
 from babelcall.transports.conference.bot import BotConfig, JoinBot, Worker
 from babelcall.transports.conference.janus import JanusLobby
+from babelcall.transports.conference.local_janus import (
+    SESSION_TIMEOUT_S,
+    JanusServer,
+    Listener,
+    human,
+    janus_available,
+)
 
 pytestmark = pytest.mark.timeout(240)
 MAIN, FAULTS, WORKER_ROOMS = 1234, 1300, (2001, 2002, 2003)

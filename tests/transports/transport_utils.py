@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 from conftest import load_clip
 
+from babelcall.benchmarks.run import compact  # noqa: F401 - the tests' helper too
 from babelcall.transports.hub import Hub, ServerConfig
 from babelcall.transports.server import Running, running
 from babelcall.transports.tracks import PcmTrack
@@ -80,22 +81,6 @@ def server_thread(engines, **config):
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         loop.close()
-
-
-def compact(pcm: np.ndarray, rate: int, threshold: float = 0.005, keep_s: float = 0.3
-            ) -> np.ndarray:
-    """Shorten every silence to ``keep_s``: a live recording is mostly silence between
-    clauses, which makes Whisper drop or invent words; the content is what is checked."""
-    n = int(rate * 0.02)
-    frames = pcm[: len(pcm) // n * n].reshape(-1, n)
-    loud = np.sqrt((frames ** 2).mean(axis=1)) > threshold
-    keep = int(keep_s / 0.02)
-    out, quiet = [], 0
-    for frame, is_loud in zip(frames, loud, strict=True):
-        quiet = 0 if is_loud else quiet + 1
-        if quiet <= keep:
-            out.append(frame)
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def make_offer(direction="sendrecv", video=False, data=True) -> str:

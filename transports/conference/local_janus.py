@@ -1,7 +1,8 @@
-"""A real Janus for the conference tests: its own config folder (VideoRoom and the WebSockets
-transport only, a free port, a short session timeout), no root and no system service; and
-small room clients (a human publisher, a listener that records a feed and its captions) built
-on the same aiortc peers as the bot."""
+"""A private Janus for tests, the benchmark and demos: the Debian ``janus`` binary with its own
+config folder (VideoRoom and the WebSockets transport only, a free port, a short session
+timeout), no root and no system service; and small room clients (a human publisher, a listener
+that records a feed with its captions and when each frame arrived) built on the same aiortc
+peers as the bot."""
 
 from __future__ import annotations
 
@@ -158,8 +159,9 @@ async def human(server: JanusServer, room: int, name: str, track: MediaStreamTra
 class Recording:
     display: str
     subscription: Subscription
-    captions: list[dict[str, Any]] = field(default_factory=list)
+    captions: list[dict[str, Any]] = field(default_factory=list)  # each with its client_ns
     chunks: list[np.ndarray] = field(default_factory=list)
+    arrivals: list[tuple[int, float]] = field(default_factory=list)  # (monotonic ns, RMS)
     task: asyncio.Task[None] | None = None
 
     @property
@@ -197,9 +199,13 @@ class Listener:
                                      f"present: {sorted(self.displays)}")
             await asyncio.sleep(0.05)
         rec_captions: list[dict[str, Any]] = []
-        sub = await self.conn.subscribe(self.displays[display], on_caption=rec_captions.append)
+
+        def stamp(caption: dict[str, Any]) -> None:
+            rec_captions.append({**caption, "client_ns": time.monotonic_ns()})
+
+        sub = await self.conn.subscribe(self.displays[display], on_caption=stamp)
         rec = Recording(display, sub, rec_captions)
-        rec.task = asyncio.create_task(_record(sub.track, rec.chunks))
+        rec.task = asyncio.create_task(_record(sub.track, rec.chunks, rec.arrivals))
         return rec
 
     async def close(self) -> None:
@@ -208,9 +214,13 @@ class Listener:
         await self.conn.leave()
 
 
-async def _record(track: MediaStreamTrack, chunks: list[np.ndarray]) -> None:
+async def _record(track: MediaStreamTrack, chunks: list[np.ndarray],
+                  arrivals: list[tuple[int, float]]) -> None:
     with contextlib.suppress(MediaStreamError):
         while True:
             frame = await track.recv()
             pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1)
-            chunks.append((pcm / 32768.0).astype(np.float32))
+            pcm = (pcm / 32768.0).astype(np.float32)
+            chunks.append(pcm)
+            arrivals.append((time.monotonic_ns(),
+                             float(np.sqrt(np.mean(pcm ** 2))) if len(pcm) else 0.0))
