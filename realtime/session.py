@@ -478,14 +478,17 @@ class Session:
             self._phrase_voice = (utt, profile, voice)
         return self._phrase_voice[1], self._phrase_voice[2]
 
-    def _behind_s(self, span: Span) -> float:
-        """How long after the speaker said ``span`` the listener would start hearing it if it
-        were synthesised now: the time since it arrived plus the audio queued before it."""
-        return (self.clock.now_ns() - self.arrival_ns(span.end)) / 1e9 + self._backlog_s
+    def _behind_s(self, span: Span, *, ahead: bool = False) -> float:
+        """How long after the speaker said ``span`` the listener starts hearing it: the time
+        since it arrived plus the audio queued before it; ``ahead``: plus what a synthesis
+        call takes now (waiting for the shared model included), for a clause not yet made."""
+        behind = (self.clock.now_ns() - self.arrival_ns(span.end)) / 1e9 + self._backlog_s
+        tts = self.stats.stages.get("tts")
+        return behind + (tts.ewma_s if ahead and tts is not None else 0.0)
 
     async def _say(self, utt: int, piece: str, span: Span) -> None:
         tts, cfg, cloner = self.engines.tts, self.config, self.engines.cloner
-        behind = self._behind_s(span)
+        behind = self._behind_s(span, ahead=True)
         if behind > self.budget.max_speech_lag_s:
             log.info("session %s overload: not voicing %r (%.1f s behind the speaker)",
                      self.id, piece, behind)
