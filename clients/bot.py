@@ -40,8 +40,11 @@ class Interpreter:
 
     def __init__(self, engines_or_scheduler: Engines | Scheduler, source: str, target: str, *,
                  voice: str | None = None, mix: float = 0.0, echo_guard: bool = False,
-                 config: SessionConfig | None = None) -> None:
+                 config: SessionConfig | None = None, max_ahead_s: float = 3.0) -> None:
+        """``max_ahead_s``: input accepted ahead of real time (a flood guard); raise it when
+        the track starts with audio buffered earlier (e.g. while detecting the language)."""
         self.config = config or SessionConfig(source, target, voice=voice)
+        self.max_ahead_s = max_ahead_s
         self.mix = mix
         self.echo_guard = echo_guard
         if isinstance(engines_or_scheduler, Scheduler):
@@ -58,7 +61,7 @@ class Interpreter:
         if self.session is not None:
             return
         self.session = Session(self._engines, self.config, scheduler=self._scheduler)
-        self.link = Link(self.session)
+        self.link = Link(self.session, max_ahead_s=self.max_ahead_s)
         self.output = Output(self.session.clock)
         self.link.add_output(self.output.mixer)
         self.output.start()

@@ -29,7 +29,7 @@ def _config(args: argparse.Namespace):  # -> BotConfig
     if args.source == args.target:
         raise BabelcallError(f"--source and --target are both '{args.source}'")
     return BotConfig(source=args.source, target=args.target, languages=languages,
-                     voice=args.voice)
+                     voice=args.voice, detect=args.detect_languages)
 
 
 def _load_engines(args: argparse.Namespace, config: Any):  # -> Engines
@@ -139,6 +139,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="Janus auth token (token_auth in janus.jcfg; default: $JANUS_TOKEN)")
     p.add_argument("--languages", help="who speaks what, by display name: ana=en,luis=es "
                                        "(others speak --source)")
+    p.add_argument("--detect-languages", action="store_true",
+                   help="participants not in --languages: detect their language (Whisper "
+                        "language ID on their first seconds of speech, among the room's "
+                        "languages) instead of assuming --source")
     p.add_argument("--stun", action="append", help="STUN/TURN URL for ICE (repeatable)")
     for name, default, what in (("source", "en", "language of participants not in "
                                                   "--languages"),

@@ -69,6 +69,20 @@ class FasterWhisperAsr:
     def multilingual(self) -> bool:
         return bool(self._model.model.is_multilingual)
 
+    def detect_language(self, audio: np.ndarray, candidates: set[str] | None = None
+                        ) -> tuple[str, float]:
+        """Whisper's language ID on 16 kHz speech: the most probable language among
+        ``candidates`` (all when None) and its probability."""
+        if not self.multilingual:
+            raise UnsupportedLanguage("this Whisper model is English-only: it cannot tell "
+                                      "languages apart")
+        with self._lock:
+            _, _, probs = self._model.detect_language(audio=np.asarray(audio, np.float32))
+        ranked = [(lang, p) for lang, p in probs if candidates is None or lang in candidates]
+        if not ranked:
+            raise UnsupportedLanguage(f"Whisper knows none of {sorted(candidates or [])}")
+        return max(ranked, key=lambda lp: lp[1])
+
     def _tokenizer(self, language: str, task: str):  # -> faster_whisper.tokenizer.Tokenizer
         from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
 

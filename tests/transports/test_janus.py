@@ -31,7 +31,7 @@ from babelcall.transports.conference.local_janus import (
 )
 
 pytestmark = pytest.mark.timeout(240)
-MAIN, FAULTS, WORKER_ROOMS = 1234, 1300, (2001, 2002, 2003)
+MAIN, FAULTS, DETECT, WORKER_ROOMS = 1234, 1300, 1400, (2001, 2002, 2003)
 PIN = "1111"
 
 
@@ -39,7 +39,7 @@ PIN = "1111"
 def janus(tmp_path_factory):
     if not janus_available():
         pytest.skip("Janus is not installed (/usr/bin/janus; install.sh installs it)")
-    rooms = {MAIN: {"pin": PIN}, FAULTS: {}, **{r: {} for r in WORKER_ROOMS}}
+    rooms = {MAIN: {"pin": PIN}, FAULTS: {}, DETECT: {}, **{r: {} for r in WORKER_ROOMS}}
     server = JanusServer(tmp_path_factory.mktemp("janus"), rooms)
     server.start()
     yield server
@@ -190,6 +190,40 @@ def test_leaving_mid_phrase_and_janus_restart(janus, engines):
             await bot.stop()
 
     asyncio.run(main())
+
+
+def test_a_participant_s_language_is_detected(janus, engines):
+    """Zoe is not in --languages: the bot hears her first seconds, recognises Spanish among
+    the room's languages and publishes her in English — her first words included (the audio
+    read while detecting is replayed into her interpreter)."""
+    config = BotConfig(source="en", target="es", detect=True)
+
+    async def main():
+        async with Scheduler(engines) as sched:
+            bot = JoinBot(lambda: open_room(f"{janus.url}/{DETECT}"), sched, config)
+            await bot.start()
+            listener = Listener(janus, DETECT)
+            await listener.join()
+            track = clip_track("fleurs-es-003", lead_in_s=0.3)
+            zoe, _ = await human(janus, DETECT, "Zoe", track)
+            rec = await listener.record("babelcall: Zoe → en", timeout_s=40)
+            served = next(iter(bot.bot.served.values()))
+            await asyncio.wait_for(track.finished.wait(), 60)
+            assert await served.interpreters["en"].end(timeout=120)
+            await zoe.leave()
+            await until(lambda: not sched.sessions, 10, "Zoe's session to be freed")
+            await listener.close()
+            await bot.stop()
+            return rec, served.language
+
+    rec, language = asyncio.run(main())
+    assert language == "es"
+    assert {r["source_language"] for r in rec.captions} == {"es"}
+    said = _said(rec, "transcript")
+    ref = reference("fleurs-es-003", "es", "en")
+    assert said.strip().lower().startswith("esto parece"), said  # nothing lost detecting
+    assert sacrebleu.sentence_chrf(said, [ref["src_ref"]]).score > 50, said
+    assert any(w in _said(rec).lower() for w in ("looks", "sense", "seems")), _said(rec)
 
 
 def test_workers_share_rooms_and_take_over(janus, engines):

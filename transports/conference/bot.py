@@ -46,6 +46,7 @@ from babelcall.transports.conference.base import (
     RoomConnection,
     Subscription,
 )
+from babelcall.transports.conference.detect import ReplayTrack, probe_language
 
 log = logging.getLogger(__name__)
 OWN_PREFIX = "babelcall"           # every display babelcall uses starts with it
@@ -83,12 +84,18 @@ class BotConfig:
     languages: dict[str, str] = field(default_factory=dict)
     voice: str | None = None
     mix: float = 0.0
+    # Participants not in ``languages``: detect theirs (Whisper language ID on their first
+    # seconds of speech, among the room's languages) instead of assuming ``source``.
+    detect: bool = False
 
     def __post_init__(self) -> None:
         self.languages = {k.casefold(): v for k, v in self.languages.items()}
 
     def language_of(self, display: str) -> str:
         return self.languages.get(display.strip().casefold(), self.source)
+
+    def detects(self, display: str) -> bool:
+        return self.detect and display.strip().casefold() not in self.languages
 
     def room_languages(self) -> set[str]:
         return {self.source, self.target, *self.languages.values()}
@@ -169,16 +176,26 @@ class RoomBot:
 
     async def _serve(self, s: Served) -> None:
         pub = s.publisher
-        targets = self.config.targets_for(s.language)
         try:
             s.subscription = await self.room.subscribe(pub)
+            track, ahead = s.subscription.track, 3.0
+            if self.config.detects(pub.display):
+                language, frames = await probe_language(
+                    track, self.scheduler.engines.asr, self.config.room_languages())
+                s.language = language or s.language
+                track = ReplayTrack(frames, track)
+                ahead += track.buffered_s
+                log.info("room %s: %r speaks %s (%s)", self.room.room, pub.display, s.language,
+                         "detected" if language else "nobody spoke: --source assumed")
+            targets = self.config.targets_for(s.language)
             relay = MediaRelay() if len(targets) > 1 else None
             for target in targets:
                 interp = Interpreter(self.scheduler, s.language, target,
-                                     voice=self.config.voice, mix=self.config.mix)
+                                     voice=self.config.voice, mix=self.config.mix,
+                                     max_ahead_s=ahead)
                 await interp.start()  # Overloaded when the scheduler is full
                 s.interpreters[target] = interp
-                source = relay.subscribe(s.subscription.track) if relay else s.subscription.track
+                source = relay.subscribe(track) if relay else track
                 out = interp.attach(source)
                 feed = await self.room.publish(out, f"{FEED_PREFIX}{pub.display} → {target}")
                 s.feeds[target] = feed

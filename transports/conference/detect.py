@@ -1,0 +1,81 @@
+"""Which language a participant speaks, from their first seconds of speech (Whisper's language
+ID), for rooms where not everyone is named in ``--languages``.
+
+The frames read while listening are kept and played into the participant's interpreter first
+(``ReplayTrack``), so the words said before the language was known are translated too."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from babelcall.realtime.audio import Resampler
+
+log = logging.getLogger(__name__)
+RATE = 16000
+SPEECH_RMS = 0.01      # a 20 ms frame louder than this counts as speech
+PREROLL_S = 0.5        # silence kept before the first speech (the rest is not replayed)
+
+
+async def probe_language(track: MediaStreamTrack, asr: Any, candidates: set[str], *,
+                         speech_s: float = 2.5, timeout_s: float = 20.0,
+                         ) -> tuple[str | None, list[av.AudioFrame]]:
+    """Read ``track`` until ``speech_s`` of speech (or ``timeout_s``), then ask the ASR which
+    of ``candidates`` it is. Returns (language or None if nobody spoke, the frames read)."""
+    frames: deque[av.AudioFrame] = deque()
+    pcm: list[np.ndarray] = []
+    resampler = Resampler(RATE)
+    voiced = kept_s = 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while voiced < speech_s and time.monotonic() < deadline:
+            frame = await asyncio.wait_for(track.recv(), max(0.1, deadline - time.monotonic()))
+            seconds = frame.samples / frame.sample_rate
+            block = resampler.push(frame)
+            loud = len(block) > 0 and float(np.sqrt(np.mean(block ** 2))) > SPEECH_RMS
+            frames.append(frame)
+            pcm.append(block)
+            kept_s += seconds
+            if loud:
+                voiced += seconds
+            elif voiced == 0.0:  # still waiting for speech: keep only a short pre-roll
+                while kept_s > PREROLL_S and len(frames) > 1:
+                    old = frames.popleft()
+                    pcm.pop(0)
+                    kept_s -= old.samples / old.sample_rate
+    except (TimeoutError, MediaStreamError):
+        pass
+    if voiced == 0.0:
+        return None, list(frames)
+    audio = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
+    language, prob = await asyncio.to_thread(asr.detect_language, audio, candidates)
+    log.info("detected %s (p=%.2f) from %.1f s of speech", language, prob, voiced)
+    return language, list(frames)
+
+
+class ReplayTrack(MediaStreamTrack):
+    """The frames read while detecting, then the live track."""
+
+    kind = "audio"
+
+    def __init__(self, frames: list[av.AudioFrame], source: MediaStreamTrack) -> None:
+        super().__init__()
+        self._frames = deque(frames)
+        self._source = source
+        self.buffered_s = sum(f.samples / f.sample_rate for f in frames)
+
+    async def recv(self) -> av.AudioFrame:
+        if self._frames:
+            return self._frames.popleft()
+        return await self._source.recv()
+
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
