@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from babelcall.engines.registry import Engines
 from babelcall.realtime.errors import UnsupportedLanguage
 from babelcall.realtime.scheduler import Overloaded, Scheduler
 from babelcall.realtime.session import Session, SessionConfig
+from babelcall.transports.gil import MEDIA_SWITCH_INTERVAL_S, GilSwitch
 from babelcall.transports.signaling import SignalingError
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,8 @@ class ServerConfig:
     connect_timeout_s: float = 30.0
     ice_servers: list[str] = field(default_factory=list)
     cors_origin: str | None = None
-    # The event loop paces media and moves every RTP packet; with model threads holding the
-    # GIL it would wait up to 5 ms (Python's default) after each syscall, which under load
-    # makes audio fall seconds behind. None leaves the process setting alone.
-    gil_switch_interval_s: float | None = 0.001
+    # see transports/gil.py; None leaves the process setting alone
+    gil_switch_interval_s: float | None = MEDIA_SWITCH_INTERVAL_S
 
 
 class Hub:
@@ -57,13 +55,11 @@ class Hub:
         self.rooms: dict[str, Any] = {}     # name -> Room
         self._closers: set[Callable[[], Awaitable[None]]] = set()
         self.closing = False
-        self._old_switch: float | None = None
+        self._gil = GilSwitch(self.config.gil_switch_interval_s)
         self._session_ids: set[int] = set()  # their worker threads are named session-<id>_<n>
 
     async def start(self) -> None:
-        if self.config.gil_switch_interval_s:
-            self._old_switch = sys.getswitchinterval()
-            sys.setswitchinterval(self.config.gil_switch_interval_s)
+        self._gil.set()
         await self.scheduler.start()
 
     def new_session(self, source: str, target: str, voice: str | None = None) -> Session:
@@ -106,8 +102,7 @@ class Hub:
                     t.name.startswith(ours) for t in threading.enumerate()):
                 await asyncio.sleep(0.05)
             await self.scheduler.close()
-        if self._old_switch is not None:
-            sys.setswitchinterval(self._old_switch)
+        self._gil.restore()
 
     def metrics(self) -> dict[str, Any]:
         return {**self.scheduler.metrics(), "calls": len(self.ingests),

@@ -23,7 +23,6 @@ import contextlib
 import logging
 import random
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from babelcall.transports.conference.base import (
     Subscription,
 )
 from babelcall.transports.conference.detect import ReplayTrack, probe_language
+from babelcall.transports.gil import MEDIA_SWITCH_INTERVAL_S, GilSwitch
 
 log = logging.getLogger(__name__)
 OWN_PREFIX = "babelcall"           # every display babelcall uses starts with it
@@ -243,27 +243,6 @@ class RoomBot:
                 await sub.close()
 
 
-class _GilSwitch:
-    """The event loop paces media and moves every RTP packet of every feed; with model
-    threads holding the GIL it would wait up to 5 ms (Python's default switch interval)
-    after each syscall, and under load the published audio falls seconds behind (the same
-    setting as ``ServerConfig.gil_switch_interval_s``). None leaves the process alone."""
-
-    def __init__(self, interval_s: float | None) -> None:
-        self.interval_s = interval_s
-        self._old: float | None = None
-
-    def set(self) -> None:
-        if self.interval_s and self._old is None:
-            self._old = sys.getswitchinterval()
-            sys.setswitchinterval(self.interval_s)
-
-    def restore(self) -> None:
-        if self._old is not None:
-            sys.setswitchinterval(self._old)
-            self._old = None
-
-
 def _scheduler(engines_or_scheduler: Engines | Scheduler) -> tuple[Scheduler, bool]:
     if isinstance(engines_or_scheduler, Scheduler):
         return engines_or_scheduler, False
@@ -282,9 +261,9 @@ class JoinBot:
                  engines_or_scheduler: Engines | Scheduler, config: BotConfig, *,
                  rejoin: bool = True, rejoin_timeout_s: float = 60.0,
                  max_backoff_s: float = 4.0,
-                 gil_switch_interval_s: float | None = 0.001) -> None:
+                 gil_switch_interval_s: float | None = MEDIA_SWITCH_INTERVAL_S) -> None:
         self.open_room = open_room
-        self._gil = _GilSwitch(gil_switch_interval_s)
+        self._gil = GilSwitch(gil_switch_interval_s)
         self.scheduler, self._own_scheduler = _scheduler(engines_or_scheduler)
         self.config = config
         self.rejoin = rejoin
@@ -397,9 +376,9 @@ class Worker:
                  engines_or_scheduler: Engines | Scheduler, config: BotConfig, *,
                  worker_id: str | None = None, rooms: list[int | str] | None = None,
                  recheck_s: float = 3.0, max_rooms: int | None = None,
-                 gil_switch_interval_s: float | None = 0.001) -> None:
+                 gil_switch_interval_s: float | None = MEDIA_SWITCH_INTERVAL_S) -> None:
         self.open_room = open_room
-        self._gil = _GilSwitch(gil_switch_interval_s)
+        self._gil = GilSwitch(gil_switch_interval_s)
         self.list_rooms = list_rooms
         self.list_participants = list_participants
         self.scheduler, self._own_scheduler = _scheduler(engines_or_scheduler)
