@@ -128,8 +128,7 @@ class Lane:
         self._wake = asyncio.Event()
         self._executor = self._new_executor()
         self._task: asyncio.Task[None] | None = None
-        self._busy = False
-        self._running: list[_Job] = []
+        self._running: list[_Job] = []  # the batch in the model now (empty: idle)
         self._stopped = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -143,7 +142,7 @@ class Lane:
     def lateness(self) -> float:
         """Smoothed lateness, decaying (half-life ``LATENESS_HALF_LIFE_S``) while the lane is
         idle: a lane with nothing to do is not late, however its last call went."""
-        if self._busy or self._jobs:
+        if self._running or self._jobs:
             return self.stats.lateness_s
         idle_s = max(0.0, (self.clock.now_ns() - self.stats.last_done_ns) / 1e9)
         return self.stats.lateness_s * 0.5 ** (idle_s / LATENESS_HALF_LIFE_S)
@@ -206,11 +205,11 @@ class Lane:
                 self._wake.clear()
                 await self._wake.wait()
             batch = self._take_batch()
-            self._busy, self._running = True, batch
+            self._running = batch
             try:
                 await self._run(batch)
             finally:
-                self._busy, self._running = False, []
+                self._running = []
 
     async def _run(self, batch: list[_Job]) -> None:
         if self.gate is None:
