@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +18,6 @@ from babelcall.transports.gil import MEDIA_SWITCH_INTERVAL_S, GilSwitch
 from babelcall.transports.signaling import SignalingError
 
 log = logging.getLogger(__name__)
-DRAIN_THREADS_S = 10.0
 
 
 @dataclass
@@ -56,7 +53,6 @@ class Hub:
         self._closers: set[Callable[[], Awaitable[None]]] = set()
         self.closing = False
         self._gil = GilSwitch(self.config.gil_switch_interval_s)
-        self._session_ids: set[int] = set()  # their worker threads are named session-<id>_<n>
 
     async def start(self) -> None:
         self._gil.set()
@@ -75,7 +71,6 @@ class Hub:
             raise SignalingError(503, "overloaded", str(exc)) from exc
         except UnsupportedLanguage as exc:
             raise SignalingError(400, "unsupported_language", str(exc)) from exc
-        self._session_ids.add(session.id)
         return session
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> Callable[[], None]:
@@ -93,14 +88,6 @@ class Hub:
             if isinstance(r, Exception):
                 log.warning("error while closing: %s", r)
         if self._own_scheduler:
-            # A closed session's worker thread may still be inside one model call routed
-            # through the scheduler; let it finish (it exits then) before the lanes stop, or it
-            # waits forever on a lane that is gone and the process cannot exit.
-            ours = tuple(f"session-{i}_" for i in self._session_ids)
-            deadline = time.monotonic() + DRAIN_THREADS_S
-            while ours and time.monotonic() < deadline and any(
-                    t.name.startswith(ours) for t in threading.enumerate()):
-                await asyncio.sleep(0.05)
             await self.scheduler.close()
         self._gil.restore()
 
