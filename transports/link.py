@@ -26,6 +26,7 @@ from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.session import Session
 from babelcall.realtime.types import Event, SynthAudio
 from babelcall.transports.media import RATE, Lane, Mixer, to_rate
+from babelcall.transports.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]
@@ -131,12 +132,7 @@ class Link:
         if self.closed:
             return
         self.closed = True
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        await asyncio.gather(*[t for t in self._tasks if t is not current],
-                             return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         await self.session.close()
         for mixer, lane in self.outputs:
             mixer.remove_lane(lane)

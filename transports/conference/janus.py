@@ -44,6 +44,7 @@ from babelcall.transports.conference.base import (
     Subscription,
 )
 from babelcall.transports.peer import ice_configuration
+from babelcall.transports.tasks import cancel_and_wait
 from babelcall.transports.tracks import OpusTrack
 
 log = logging.getLogger(__name__)
@@ -203,9 +204,7 @@ class JanusSession:
         ``session_timeout``. The socket is closed by ``close()`` later."""
         if hang:
             self._lost("hung on purpose", notify=False)
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_and_wait(self._tasks)
             return
         if self._ws is not None:
             conn = getattr(self._ws, "_conn", None) or getattr(self._ws, "_response", None)
@@ -216,12 +215,7 @@ class JanusSession:
 
     async def _shutdown(self, reason: str) -> None:
         self._lost(reason, notify=False)
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        await asyncio.gather(*[t for t in self._tasks if t is not current],
-                             return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
