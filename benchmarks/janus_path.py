@@ -81,4 +81,4 @@ async def _one(engines: Engines, server: JanusServer, bot: JoinBot, listener: Li
     finally:
         await conn.leave()
     return score_received(engines, clip, rec.captions, rec.arrivals, rec.audio, RATE, target,
-                          sent_start_ns=None, sent_s=track.sent_s - LEAD_IN_S)
+                          sent_start_ns=None, sent_s=track.sent_s, lead_in_s=LEAD_IN_S)

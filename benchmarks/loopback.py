@@ -49,16 +49,18 @@ def score_call(engines: Engines, clip: Clip, result: CallResult, target: str) ->
         raise RuntimeError(f"{clip.name}: no audio was sent")
     return score_received(engines, clip, result.records, result.arrivals, result.audio,
                           result.rate, target, sent_start_ns=result.sent_start_ns,
-                          sent_s=result.sent_s - LEAD_IN_S)
+                          sent_s=result.sent_s, lead_in_s=LEAD_IN_S)
 
 
 def score_received(engines: Engines, clip: Clip, records: list[dict[str, Any]],
                    arrivals: list[tuple[int, float]], audio: np.ndarray, rate: int,
-                   target: str, *, sent_start_ns: int | None, sent_s: float) -> ClipScore:
+                   target: str, *, sent_start_ns: int | None, sent_s: float,
+                   lead_in_s: float) -> ClipScore:
     """Score what a listener received: caption records stamped with their arrival
-    (``client_ns``), and (arrival ns, RMS) per audio frame. With ``sent_start_ns`` (the
-    speaker's first frame, on the same clock) latencies run from the speaker's end of speech;
-    without it only ``heard_after_ms`` (interpreter got the phrase end -> listener hears it)."""
+    (``client_ns``), and (arrival ns, RMS) per audio frame; ``sent_s`` of audio went out, the
+    first ``lead_in_s`` of it silence. With ``sent_start_ns`` (the speaker's first frame, on
+    the same clock) latencies run from the speaker's end of speech; without it only
+    ``heard_after_ms`` (interpreter got the phrase end -> listener hears it)."""
     ends = _phrase_ends(records)
     loud = [ns for ns, rms in arrivals if rms > LOUD_RMS]
     onsets = _onsets(records, loud)
@@ -73,11 +75,10 @@ def score_received(engines: Engines, clip: Clip, records: list[dict[str, Any]],
         if loud and starts and ends:
             start_off = (loud[0] - t0) / 1e6 - min(starts) * 1000
             end_off = (loud[-1] - t0) / 1e6 - max(ends.values()) * 1000
-        laal = M.laal(M.text_delays(recs), (sent_s + LEAD_IN_S) * 1000,
-                      len(clip.tgt_ref.split()))
+        laal = M.laal(M.text_delays(recs), sent_s * 1000, len(clip.tgt_ref.split()))
     source_text = M.committed_source(recs)
     score = ClipScore(
-        clip.name, sent_s, first, start_off, end_off, laal,
+        clip.name, sent_s - lead_in_s, first, start_off, end_off, laal,
         M.wer(clip.transcript, source_text), source_text, M.committed_target(recs),
         hear(engines, audio, rate, target), {}, speaker_similarity(clip, audio, rate))
     score.heard_after_ms = heard_after(records, onsets)

@@ -12,6 +12,13 @@ def _fmt(v: Any) -> str:
     return f"{v:.0f}" if isinstance(v, float) and abs(v) >= 10 else str(v)
 
 
+def _pct(pct: dict[str, Any] | None) -> str:
+    """A percentiles dict (measures.percentiles) as one table cell."""
+    if not pct or pct.get("p50") is None:
+        return "–"
+    return f"p50 {_fmt(pct['p50'])} · p90 {_fmt(pct['p90'])} · p95 {_fmt(pct['p95'])}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     m, s, b = results["machine"], results["streaming"], results["cascade"]
     w = results.get("webrtc")
@@ -33,13 +40,7 @@ def markdown(results: dict[str, Any]) -> str:
     for key, label in (("first_audio_ms", "end of speech → first audio, ms"),
                        ("start_offset_ms", "StartOffset, ms"),
                        ("end_offset_ms", "EndOffset, ms"), ("laal_ms", "LAAL (text), ms")):
-        row = []
-        for agg in cols:
-            pct = agg.get(key) or {}
-            row.append("–" if pct.get("p50") is None else
-                       f"p50 {_fmt(pct['p50'])} · p90 {_fmt(pct['p90'])} · "
-                       f"p95 {_fmt(pct['p95'])}")
-        lines.append(f"| {label} | {' | '.join(row)} |")
+        lines.append(f"| {label} | {' | '.join(_pct(agg.get(key)) for agg in cols)} |")
     for key, label in (("wer", "ASR WER"), ("bleu", "BLEU"), ("chrf", "chrF"),
                        ("asr_bleu", "ASR-BLEU (speech heard back)"), ("asr_chrf", "ASR-chrF"),
                        ("speaker_similarity", "speaker similarity")):
@@ -57,10 +58,8 @@ def markdown(results: dict[str, Any]) -> str:
                            ("Janus VideoRoom (bot feed → subscriber)", j)):
             if agg is None:
                 continue
-            pct = agg.get("heard_after_ms") or {}
-            lat = "–" if pct.get("p50") is None else (
-                f"p50 {_fmt(pct['p50'])} · p90 {_fmt(pct['p90'])} · p95 {_fmt(pct['p95'])}")
-            lines.append(f"| {label} | {lat} | {_fmt(agg.get('bleu'))} / "
+            lines.append(f"| {label} | {_pct(agg.get('heard_after_ms'))} | "
+                         f"{_fmt(agg.get('bleu'))} / "
                          f"{_fmt(agg.get('chrf'))} | {_fmt(agg.get('asr_bleu'))} / "
                          f"{_fmt(agg.get('asr_chrf'))} |")
     lines += ["", f"Cost (in-process run): real-time factor per stage {rtf or '–'}; "

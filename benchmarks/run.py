@@ -59,14 +59,20 @@ def to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
     return np.concatenate([r.push(frame_from_array(pcm, rate)), r.flush()])
 
 
+def frame_rms(pcm: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pcm`` cut into 20 ms frames (a trailing partial frame dropped) and their RMS."""
+    n = int(rate * 0.02)
+    frames = pcm[: len(pcm) // n * n].reshape(-1, n)
+    return frames, np.sqrt((frames ** 2).mean(axis=1))
+
+
 def compact(pcm: np.ndarray, rate: int, threshold: float = 0.005, keep_s: float = 0.3
             ) -> np.ndarray:
     """Shorten every silence to ``keep_s``. A live recording is mostly silence between
     clauses, which makes Whisper drop or invent words, and fixed windows would cut words;
     the content is what is scored."""
-    n = int(rate * 0.02)
-    frames = pcm[: len(pcm) // n * n].reshape(-1, n)
-    loud = np.sqrt((frames ** 2).mean(axis=1)) > threshold
+    frames, rms = frame_rms(pcm, rate)
+    loud = rms > threshold
     keep = int(keep_s / 0.02)
     out, quiet = [], 0
     for frame, is_loud in zip(frames, loud, strict=True):
@@ -85,10 +91,8 @@ def hear(engines: Engines, audio: np.ndarray, rate: int, language: str) -> str:
     while i < len(pcm):
         end = min(len(pcm), i + win)
         if end < len(pcm):  # cut at the quietest 20 ms of the window's last 5 s
-            tail = pcm[end - 16000 * 5:end]
-            n = 320
-            rms = np.sqrt((tail[: len(tail) // n * n].reshape(-1, n) ** 2).mean(axis=1))
-            end = end - 16000 * 5 + int(np.argmin(rms)) * n + n // 2
+            _, rms = frame_rms(pcm[end - 16000 * 5:end], 16000)
+            end = end - 16000 * 5 + int(np.argmin(rms)) * 320 + 160
         words += engines.asr.transcribe(pcm[i:end], language=language)
         i = end
     return join_words(words)

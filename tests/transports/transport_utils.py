@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 from conftest import load_clip
 
-from babelcall.benchmarks.run import compact  # noqa: F401 - the tests' helper too
+from babelcall.benchmarks.run import compact, frame_rms  # noqa: F401 - compact: tests' too
 from babelcall.transports.hub import Hub, ServerConfig
 from babelcall.transports.server import Running, running
 from babelcall.transports.tracks import PcmTrack
@@ -39,9 +39,7 @@ def to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
 
 def speech_seconds(pcm: np.ndarray, rate: int, threshold: float = 0.01) -> float:
     """Seconds of 20 ms windows louder than ``threshold`` (RMS)."""
-    n = int(rate * 0.02)
-    frames = pcm[: len(pcm) // n * n].reshape(-1, n)
-    return float((np.sqrt((frames ** 2).mean(axis=1)) > threshold).sum() * 0.02)
+    return float((frame_rms(pcm, rate)[1] > threshold).sum() * 0.02)
 
 
 async def until(condition: Callable[[], bool], timeout: float, what: str,
