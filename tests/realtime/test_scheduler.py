@@ -227,6 +227,21 @@ def test_session_limit_is_a_clear_refusal():
     asyncio.run(go())
 
 
+def feed(session, audio, start=0, end=None, frame=320):
+    """Push ``audio[start:end]`` into the session in 20 ms frames."""
+    stop = len(audio) if end is None else end
+    for i in range(start, stop, frame):
+        session.push(audio[i:min(i + frame, stop)], RATE)
+
+
+async def finish(session):
+    """End the input, collect every event, close; returns the events."""
+    await session.end()
+    events = [e async for e in session.events()]
+    await session.close()
+    return events
+
+
 async def drive(sessions, audio, clock, frame=320):
     async def collect(s, out):
         async for ev in s.events():
@@ -315,20 +330,15 @@ def test_catchup_speeds_up_when_behind_and_releases():
         audio = tone_phrases(2.0, 2.0, 2.0)  # phrases end at 3, 6 and 9 s
         third = int(4.5 * RATE)
         session.report_backlog(0.0)
-        for i in range(0, third, 320):
-            session.push(audio[i:i + 320], RATE)
+        feed(session, audio, 0, third)
         await session.idle()
         session.report_backlog(3.0)  # the listener is 3 s behind
-        for i in range(third, int(7.5 * RATE), 320):
-            session.push(audio[i:i + 320], RATE)
+        feed(session, audio, third, int(7.5 * RATE))
         await session.idle()
         behind = session.metrics()["speed"]
         session.report_backlog(0.2)
-        for i in range(int(7.5 * RATE), len(audio), 320):
-            session.push(audio[i:i + 320], RATE)
-        await session.end()
-        _ = [e async for e in session.events()]
-        await session.close()
+        feed(session, audio, int(7.5 * RATE))
+        await finish(session)
         return engines.tts.speeds, behind
 
     speeds, behind = asyncio.run(go())
@@ -348,13 +358,8 @@ def test_far_behind_clauses_are_merged_not_dropped():
                           clock=FakeClock())
         session.report_backlog(7.0)  # past merging (6 s), short of skipping (10 s)
         session.start()
-        audio = tone_phrases(3.0, 3.0, gap=0.6)
-        for i in range(0, len(audio), 320):
-            session.push(audio[i:i + 320], RATE)
-        await session.end()
-        events = [e async for e in session.events()]
-        await session.close()
-        return session, events
+        feed(session, tone_phrases(3.0, 3.0, gap=0.6))
+        return session, await finish(session)
 
     session, events = asyncio.run(go())
     spoken = " ".join(e.text for e in events if isinstance(e, SynthAudio) and e.seq == 0)
@@ -375,16 +380,11 @@ def test_speech_hopelessly_behind_is_captioned_not_voiced_and_recovers():
         audio = tone_phrases(2.0, 2.0, gap=0.8)
         half = int(3.6 * RATE)  # the first phrase and the silence after it
         session.report_backlog(12.0)
-        for i in range(0, half, 320):
-            session.push(audio[i:i + 320], RATE)
+        feed(session, audio, 0, half)
         await session.idle()
         session.report_backlog(0.0)
-        for i in range(half, len(audio), 320):
-            session.push(audio[i:i + 320], RATE)
-        await session.end()
-        events = [e async for e in session.events()]
-        await session.close()
-        return session, events
+        feed(session, audio, half)
+        return session, await finish(session)
 
     session, events = asyncio.run(go())
     skipped = [e for e in events if e.kind == "speech_skipped"]
