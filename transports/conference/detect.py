@@ -29,8 +29,7 @@ async def probe_language(track: MediaStreamTrack, asr: Any, candidates: set[str]
                          ) -> tuple[str | None, list[av.AudioFrame]]:
     """Read ``track`` until ``speech_s`` of speech (or ``timeout_s``), then ask the ASR which
     of ``candidates`` it is. Returns (language or None if nobody spoke, the frames read)."""
-    frames: deque[av.AudioFrame] = deque()
-    pcm: list[np.ndarray] = []
+    kept: deque[tuple[av.AudioFrame, np.ndarray]] = deque()  # each frame and its 16 kHz PCM
     resampler = Resampler(RATE)
     voiced = kept_s = 0.0
     deadline = time.monotonic() + timeout_s
@@ -39,25 +38,23 @@ async def probe_language(track: MediaStreamTrack, asr: Any, candidates: set[str]
             frame = await asyncio.wait_for(track.recv(), max(0.1, deadline - time.monotonic()))
             seconds = frame.samples / frame.sample_rate
             block = resampler.push(frame)
-            loud = len(block) > 0 and float(np.sqrt(np.mean(block ** 2))) > SPEECH_RMS
-            frames.append(frame)
-            pcm.append(block)
+            kept.append((frame, block))
             kept_s += seconds
-            if loud:
+            if len(block) and float(np.sqrt(np.mean(block ** 2))) > SPEECH_RMS:
                 voiced += seconds
             elif voiced == 0.0:  # still waiting for speech: keep only a short pre-roll
-                while kept_s > PREROLL_S and len(frames) > 1:
-                    old = frames.popleft()
-                    pcm.pop(0)
+                while kept_s > PREROLL_S and len(kept) > 1:
+                    old, _ = kept.popleft()
                     kept_s -= old.samples / old.sample_rate
     except (TimeoutError, MediaStreamError):
         pass
+    frames = [f for f, _ in kept]
     if voiced == 0.0:
-        return None, list(frames)
-    audio = np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
+        return None, frames
+    audio = np.concatenate([b for _, b in kept]) if kept else np.zeros(0, np.float32)
     language, prob = await asyncio.to_thread(asr.detect_language, audio, candidates)
     log.info("detected %s (p=%.2f) from %.1f s of speech", language, prob, voiced)
-    return language, list(frames)
+    return language, frames
 
 
 class ReplayTrack(MediaStreamTrack):
