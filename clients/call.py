@@ -66,7 +66,6 @@ class Caller:
         self.arrivals: list[tuple[int, float]] = []  # (monotonic ns, RMS) per received frame
         self.video_frames = 0
         self.received_pts = 0  # end of the received audio, on the server's output clock
-        self.first_audio_s: float | None = None
         self.location: str | None = None
         self.done = asyncio.Event()
         self.gone = asyncio.Event()  # the connection failed or the server closed it
@@ -85,6 +84,14 @@ class Caller:
         self.channel.on("message", self._message)
         self.pc.on("track", self._track)
         self.pc.on("connectionstatechange", self._state)
+
+    @property
+    def first_audio_s(self) -> float | None:
+        """First translated sound received, in seconds from the first frame sent."""
+        sent_at = getattr(self.track, "started_ns", None)
+        if not sent_at:
+            return None
+        return next(((ns - sent_at) / 1e9 for ns, rms in self.arrivals if rms > LOUD_RMS), None)
 
     @property
     def audio(self) -> np.ndarray:
@@ -137,6 +144,8 @@ class Caller:
     async def hang_up(self) -> None:
         import aiohttp
 
+        from babelcall.transports.tasks import cancel_and_wait
+
         if self.location:
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 async with aiohttp.ClientSession() as http, \
@@ -144,9 +153,7 @@ class Caller:
                     pass
             self.location = None
         await self.pc.close()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
 
     # -- events -----------------------------------------------------------------------------
     def _message(self, message: str) -> None:
@@ -182,12 +189,8 @@ class Caller:
                     self.received_pts = max(self.received_pts, frame.pts + frame.samples)
                 pcm = resampler.push(frame)
                 self.received.append(pcm)
-                now_ns = time.monotonic_ns()
                 rms = float(np.sqrt(np.mean(pcm ** 2))) if len(pcm) else 0.0
-                self.arrivals.append((now_ns, rms))
-                sent_at = getattr(self.track, "started_ns", None)
-                if self.first_audio_s is None and sent_at and rms > LOUD_RMS:
-                    self.first_audio_s = (now_ns - sent_at) / 1e9
+                self.arrivals.append((time.monotonic_ns(), rms))
 
     async def _count(self, remote: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
