@@ -63,8 +63,16 @@ class Engines:
             for _ in self.tts.synthesize("OK.", language=target):
                 pass
 
+    def translator_for(self, source: str, target: str) -> Translator | None:
+        """The text translator a session from ``source`` to ``target`` uses; None when
+        Whisper translates into English itself (see ``asr_task``)."""
+        if self.translator is not None and self.translator.supports(source, target):
+            return self.translator
+        return None
+
     def asr_task(self, source: str, target: str) -> str:
-        return "translate" if self.translator is None and target == "en" else "transcribe"
+        return "translate" if self.translator_for(source, target) is None and target == "en" \
+            else "transcribe"
 
     def check_pair(self, source: str, target: str) -> None:
         if self.translator is None:

@@ -13,6 +13,8 @@ import numpy as np
 
 from babelcall.realtime.errors import BadAudio
 
+SPEECH_RATE = 16000  # what the listening side works at: VAD, ASR, voice profile, arrivals
+
 
 class Resampler:
     """Streaming converter of av.AudioFrame (any rate/layout/format) to mono float32."""
@@ -81,7 +83,7 @@ def iter_file(path: str | os.PathLike[str], rate: int) -> Iterator[np.ndarray]:
             yield tail
 
 
-def load_file(path: str | os.PathLike[str], rate: int = 16000) -> np.ndarray:
+def load_file(path: str | os.PathLike[str], rate: int = SPEECH_RATE) -> np.ndarray:
     blocks = list(iter_file(path, rate))
     return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
 

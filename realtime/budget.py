@@ -1,8 +1,7 @@
-"""The latency budget and the pure decisions taken from it (testable without models or time).
-
-A phrase's budget runs from the moment its last source sample arrives to the first translated
-audio of it. Each stage gets a share; a stage call's deadline is where its share ends, and the
-scheduler serves calls earliest-deadline-first."""
+"""The latency budget: how a phrase's time from its last source sample to its first
+translated audio is shared between the stages. A stage call's deadline is where its share
+ends; the scheduler serves calls earliest-deadline-first. The decisions taken from the budget
+are pure functions in ``policy.py``."""
 
 from __future__ import annotations
 
@@ -40,33 +39,6 @@ class LatencyBudget:
                  "tts": self.first_audio_ms}[stage]
         return anchor_ns + (share if final else share + self.update_slack_ms) * MS
 
-
-def catchup_speed(backlog_s: float, budget: LatencyBudget) -> float:
-    """Speech rate for the next clause: 1.0 until ``catchup_start_s`` of translated audio is
-    waiting, then rising linearly to ``max_speed``."""
-    lo, hi = budget.catchup_start_s, budget.catchup_full_s
-    if backlog_s <= lo:
-        return 1.0
-    frac = min(1.0, (backlog_s - lo) / max(hi - lo, 1e-9))
-    return round(1.0 + frac * (budget.max_speed - 1.0), 3)
-
-
-# Overload shedding: lateness (how far past their deadlines calls finish, smoothed) -> level.
-SHED_ENTER_S = (0.5, 1.5, 3.0)  # level 1: slower ASR cadence; 2: slower still; 3: refuse
-SHED_EXIT_S = (0.2, 0.8, 2.0)   # hysteresis: leave a level only well below its entry
-
-
-def shed_level(lateness_s: float, current: int) -> int:
-    level = current
-    while level < 3 and lateness_s >= SHED_ENTER_S[level]:
-        level += 1
-    while level > 0 and lateness_s < SHED_EXIT_S[level - 1]:
-        level -= 1
-    return level
-
-
-def asr_interval_factor(level: int) -> float:
-    """How much longer a session waits between ASR updates at a shed level. At the top level
-    a phrase is mostly read at its pauses (one pass each): run-on speech still gets an update
-    every ~5 s, so its words keep coming."""
-    return (1.0, 2.0, 3.0, 6.0)[level]
+    def tts_share_ns(self) -> int:
+        """What a later piece of a phrase gets: the first piece's share of the budget."""
+        return (self.first_audio_ms - self.asr_ms - self.mt_ms) * MS

@@ -3,8 +3,11 @@ takes, and how each phrase spent its latency budget."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+PHRASES_KEPT = 64  # budget marks of the last phrases; a long call must not grow without end
 
 
 @dataclass
@@ -29,16 +32,24 @@ class SessionMetrics:
     speech_lag_s: float = 0.0  # the last voiced clause: speaker said it -> listener hears it
     errors: int = 0
     stages: dict[str, _StageTime] = field(default_factory=dict)
-    phrases: dict[int, dict[str, int]] = field(default_factory=dict)
+    phrases: OrderedDict[int, dict[str, int]] = field(default_factory=OrderedDict)
 
     def stage_done(self, stage: str, seconds: float) -> None:
         self.stages.setdefault(stage, _StageTime()).add(seconds)
 
+    def _marks(self, utt: int) -> dict[str, int]:
+        marks = self.phrases.get(utt)
+        if marks is None:
+            marks = self.phrases[utt] = {}
+            while len(self.phrases) > PHRASES_KEPT:
+                self.phrases.popitem(last=False)
+        return marks
+
     def phrase_end(self, utt: int, arrival_ns: int) -> None:
-        self.phrases.setdefault(utt, {})["end_arrival_ns"] = arrival_ns
+        self._marks(utt)["end_arrival_ns"] = arrival_ns
 
     def mark(self, utt: int, key: str, ns: int, *, once: bool = False) -> None:
-        marks = self.phrases.setdefault(utt, {})
+        marks = self._marks(utt)
         if not (once and key in marks):
             marks[key] = ns
 

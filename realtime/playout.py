@@ -1,8 +1,10 @@
 """Where translated speech lands on the listener's timeline.
 
 Chunks play one after another: a chunk starts when it is produced, or when the previous one
-ends if that is later (a listener can't hear two at once). The same rule drives the file
-writer of ``babelcall translate`` and the latency figures, so both tell the same story."""
+ends if that is later (a listener can't hear two at once). ``PlayoutClock`` is that rule and
+nothing else (a WebSocket sink uses it to know its listener's backlog); ``Playout`` also keeps
+what it placed, for the file writer of ``babelcall translate`` and the latency figures, so
+both tell the same story."""
 
 from __future__ import annotations
 
@@ -11,6 +13,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from babelcall.realtime.types import SynthAudio
+
+
+class PlayoutClock:
+    """When the next chunk can start playing, given when each chunk was ready."""
+
+    def __init__(self) -> None:
+        self.end_ns: int | None = None  # when everything placed so far has played
+
+    def place(self, ready_ns: int, duration_s: float) -> int:
+        """Start time of a chunk ready at ``ready_ns``; it then occupies ``duration_s``."""
+        start = ready_ns if self.end_ns is None else max(ready_ns, self.end_ns)
+        self.end_ns = start + int(duration_s * 1e9)
+        return start
+
+    def backlog_s(self, now_ns: int) -> float:
+        """Audio placed but not yet played at ``now_ns``."""
+        return 0.0 if self.end_ns is None else max(0.0, (self.end_ns - now_ns) / 1e9)
 
 
 @dataclass(frozen=True)
@@ -27,15 +46,13 @@ class Playout:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.placed: list[Placed] = []
-        self._end_ns: int | None = None
+        self._clock = PlayoutClock()
 
     def add(self, event: SynthAudio, ready_ns: int | None = None) -> Placed:
         if event.rate != self.rate:
             raise ValueError(f"playout at {self.rate} Hz got a chunk at {event.rate} Hz")
         ready = event.wall_ns if ready_ns is None else ready_ns
-        start = ready if self._end_ns is None else max(ready, self._end_ns)
-        placed = Placed(event, start)
-        self._end_ns = placed.end_ns
+        placed = Placed(event, self._clock.place(ready, event.duration))
         self.placed.append(placed)
         return placed
 

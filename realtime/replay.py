@@ -8,17 +8,17 @@ frame is fully processed before the next (computation-unaware, whisper_streaming
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from babelcall.engines.registry import Engines
-from babelcall.realtime.audio import iter_file
+from babelcall.realtime.audio import SPEECH_RATE, iter_file
 from babelcall.realtime.clock import FakeClock, SystemClock
 from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.playout import Playout
@@ -27,7 +27,6 @@ from babelcall.realtime.session import Session, SessionConfig
 from babelcall.realtime.types import Event, SynthAudio
 
 FRAME_S = 0.02
-RATE = 16000
 
 
 @dataclass
@@ -45,23 +44,46 @@ class ReplayResult:
 
 
 def _frames(path: str | os.PathLike[str]) -> list[np.ndarray]:
-    blocks = list(iter_file(path, RATE))
+    blocks = list(iter_file(path, SPEECH_RATE))
     pcm = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
-    step = int(FRAME_S * RATE)
+    step = int(FRAME_S * SPEECH_RATE)
     return [pcm[i:i + step] for i in range(0, len(pcm), step)]
+
+
+@contextlib.asynccontextmanager
+async def _scheduler(engines: Engines, scheduler: Scheduler | None, fast: bool
+                     ) -> AsyncIterator[Scheduler]:
+    if scheduler is not None:
+        if fast:
+            raise ValueError("a fast replay runs on its own simulated clock: pass no scheduler")
+        yield scheduler
+        return
+    async with Scheduler(engines, clock=FakeClock() if fast else SystemClock()) as own:
+        yield own
 
 
 async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLike[str], *,
                  fast: bool = False, scheduler: Scheduler | None = None,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[float, float], None] | None = None) -> ReplayResult:
+    """``scheduler``: share one with other replays (real-time pacing only); without it the
+    replay runs on a scheduler of its own."""
     frames = _frames(path)  # decode first: a bad file fails before any model work
-    clock = FakeClock() if fast else (scheduler.clock if scheduler else SystemClock())
-    session = Session(engines, config, clock=clock, scheduler=scheduler)
-    result = ReplayResult(rate=engines.tts.sample_rate, input_s=len(frames) * FRAME_S)
-    playout = Playout(engines.tts.sample_rate)
+    async with _scheduler(engines, scheduler, fast) as sched:
+        return await _run(sched, config, frames, fast, on_record, progress)
+
+
+async def _run(sched: Scheduler, config: SessionConfig, frames: list[np.ndarray], fast: bool,
+               on_record: Callable[[dict[str, Any]], None] | None,
+               progress: Callable[[float, float], None] | None) -> ReplayResult:
+    clock = sched.clock
+    wall = SystemClock()  # how long the replay itself took (in fast mode too)
+    session = Session(sched, config)
+    rate = sched.engines.tts.sample_rate
+    result = ReplayResult(rate=rate, input_s=len(frames) * FRAME_S)
+    playout = Playout(rate)
     origin = clock.now_ns()
-    started = time.monotonic()
+    started = wall.now_ns()
 
     async def collect() -> None:
         async for ev in session.events():
@@ -80,12 +102,10 @@ async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLik
         for i, frame in enumerate(frames):
             t_end = (i + 1) * FRAME_S
             if fast:
-                clock.set(origin + int(t_end * 1e9))
+                clock.set(origin + int(t_end * 1e9))  # type: ignore[attr-defined]
             else:
-                delay = started + t_end - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            session.push(frame, RATE)
+                await clock.sleep((origin + t_end * 1e9 - clock.now_ns()) / 1e9)
+            session.push(frame, SPEECH_RATE)
             if fast:
                 await session.idle()
             if i % 25 == 24:
@@ -98,7 +118,7 @@ async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLik
         await collector
         result.metrics = session.metrics()
     result.audio = playout.render(origin, result.input_s)
-    result.wall_s = time.monotonic() - started
+    result.wall_s = (wall.now_ns() - started) / 1e9
     return result
 
 

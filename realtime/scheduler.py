@@ -1,15 +1,19 @@
 """One scheduler per process owns the shared engines' time.
 
-Each engine has a lane: a queue ordered by deadline (earliest first) and one worker that takes
-the most urgent job plus every waiting job that can share its batch (same key: ASR language and
-task, MT language pair), and runs them as one model call on the lane's own thread. Sessions
-reach the lanes through per-session engine proxies (``bind``), so the streaming policies stay
-unaware of scheduling: a policy calls ``asr.transcribe`` as before and the call waits its turn.
+Sessions await it from the event loop (``await scheduler.transcribe(..., deadline_ns=...)``).
+Each engine has a lane: a queue ordered by deadline (earliest first) and one worker thread of
+its own. The lane's task takes the most urgent job plus every waiting job that can share its
+batch (same key: ASR language and task) and runs them as one model call on that thread; the
+result comes back to the loop. One model call therefore crosses threads twice (loop -> lane
+thread -> loop), whatever the number of sessions.
 
-A call that runs past ``timeout_s`` fails with TimeoutError for its sessions and the lane moves
-on with a fresh thread (the stuck one is abandoned), so one wedged model call cannot freeze every
-call. Lateness (how far past its deadline each batch finishes, smoothed) sets a shed level: the
-sessions space their ASR updates further apart, and at the top level new sessions are refused."""
+Lanes do not run side by side on a small CPU: a compute gate grants ``compute_slots`` model
+calls at a time, earliest deadline first across all lanes (VAD, and a translator that says it
+does not share the model cores, run outside it). A call that runs past ``timeout_s`` on the
+scheduler's clock fails for its sessions and the lane goes on with a fresh thread (the stuck
+one is abandoned), so one wedged call cannot freeze every call. Lateness (how far past its
+deadline each batch finishes, smoothed) sets a shed level: sessions space their ASR updates
+further apart, and at the top level new sessions are refused."""
 
 from __future__ import annotations
 
@@ -19,22 +23,23 @@ import heapq
 import itertools
 import logging
 import os
-import threading
-import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from babelcall.engines.registry import Engines
-from babelcall.realtime.budget import LatencyBudget, shed_level
+from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.realtime.errors import BabelcallError
+from babelcall.realtime.policy import shed_level
 from babelcall.realtime.types import Word
 
 log = logging.getLogger(__name__)
 LATENESS_HALF_LIFE_S = 2.0
+T = TypeVar("T")
+RunBatch = Callable[[Hashable, list[Any]], list[Any]]
 
 
 class Overloaded(BabelcallError):
@@ -47,8 +52,7 @@ class _Job:
     seq: int
     key: Hashable = field(compare=False)
     payload: Any = field(compare=False)
-    future: concurrent.futures.Future = field(compare=False)
-    enqueued_ns: int = field(compare=False, default=0)
+    future: asyncio.Future[Any] = field(compare=False)
 
 
 @dataclass
@@ -110,11 +114,16 @@ def default_compute_slots() -> int:
     return max(1, (os.cpu_count() or 2) // 2)
 
 
-class Lane:
-    """EDF queue + batching worker for one engine function."""
+def run_calls(key: Hashable, calls: list[Callable[[], Any]]) -> list[Any]:
+    """A lane of plain calls (one job each, never batched)."""
+    return [call() for call in calls]
 
-    def __init__(self, name: str, run_batch: Callable[[Hashable, list[Any]], list[Any]], *,
-                 clock: Clock, max_batch: int = 8, timeout_s: float = 30.0,
+
+class Lane:
+    """EDF queue + batching worker for one engine function, on a thread of its own."""
+
+    def __init__(self, name: str, run_batch: RunBatch = run_calls, *, clock: Clock,
+                 max_batch: int = 8, timeout_s: float = 30.0,
                  gate: ComputeGate | None = None) -> None:
         self.name = name
         self.gate = gate
@@ -130,7 +139,6 @@ class Lane:
         self._task: asyncio.Task[None] | None = None
         self._running: list[_Job] = []  # the batch in the model now (empty: idle)
         self._stopped = False
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     def _new_executor(self) -> concurrent.futures.ThreadPoolExecutor:
         return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"lane-{self.name}")
@@ -148,13 +156,13 @@ class Lane:
         return self.stats.lateness_s * 0.5 ** (idle_s / LATENESS_HALF_LIFE_S)
 
     def start(self) -> None:
-        self.loop = asyncio.get_running_loop()
         self._stopped = False
-        self._task = asyncio.create_task(self._work(), name=f"lane-{self.name}")
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._work(), name=f"lane-{self.name}")
 
     async def stop(self) -> None:
-        """Fail every job still queued or in flight (and any submitted later): a session thread
-        waiting on one must wake up with an error, not wait forever on a lane that is gone."""
+        """Fail every job still queued or in flight (and any submitted later): a session
+        awaiting one must wake up with an error, not wait forever on a lane that is gone."""
         self._stopped = True
         in_flight = self._running  # the worker's own cleanup forgets it once cancelled
         if self._task:
@@ -164,35 +172,32 @@ class Lane:
             _fail(job.future, BabelcallError("scheduler stopped"))
         self._jobs.clear()
         self._running = []
+        self._task = None
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = self._new_executor()  # a restarted lane gets a fresh thread
 
-    def submit_threadsafe(self, key: Hashable, payload: Any, deadline_ns: int,
-                          ) -> concurrent.futures.Future:
-        """From any thread: queue a job; the returned future resolves with its result."""
-        if self.loop is None:
-            raise BabelcallError("scheduler is not started")
-        fut: concurrent.futures.Future = concurrent.futures.Future()
+    def submit(self, key: Hashable, payload: Any, deadline_ns: int) -> asyncio.Future[Any]:
+        """Queue a job (on the loop); the future resolves with its result."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self._stopped:
             _fail(fut, BabelcallError("scheduler stopped"))
             return fut
-        try:
-            self.loop.call_soon_threadsafe(self._enqueue, key, payload, deadline_ns, fut)
-        except RuntimeError:  # the loop is closed
-            _fail(fut, BabelcallError("scheduler stopped"))
+        if self._task is None:  # first use: the lane starts on the caller's loop
+            self.start()
+        self._jobs.append(_Job(deadline_ns, next(self._seq), key, payload, fut))
+        self._wake.set()
         return fut
 
-    def _enqueue(self, key: Hashable, payload: Any, deadline_ns: int,
-                 fut: concurrent.futures.Future) -> None:
-        if self._stopped:
-            _fail(fut, BabelcallError("scheduler stopped"))
-            return
-        job = _Job(deadline_ns, next(self._seq), key, payload, fut, self.clock.now_ns())
-        self._jobs.append(job)
-        self._wake.set()
+    async def call(self, fn: Callable[[], T], deadline_ns: int) -> T:
+        """Run ``fn`` on this lane's thread, in deadline order (a lane of plain calls)."""
+        return await self.submit(object(), fn, deadline_ns)
 
     def _take_batch(self) -> list[_Job]:
-        """The earliest-deadline job and the most urgent others with the same key."""
-        self._jobs.sort()
+        """The earliest-deadline job and the most urgent others with the same key; jobs
+        whose caller stopped waiting (a closed session) are dropped unrun."""
+        self._jobs = sorted(j for j in self._jobs if not j.future.done())
+        if not self._jobs:
+            return []
         head = self._jobs[0]
         batch = [j for j in self._jobs if j.key == head.key][: self.max_batch]
         chosen = set(id(j) for j in batch)
@@ -205,6 +210,8 @@ class Lane:
                 self._wake.clear()
                 await self._wake.wait()
             batch = self._take_batch()
+            if not batch:
+                continue
             self._running = batch
             try:
                 await self._run(batch)
@@ -222,27 +229,31 @@ class Lane:
 
     async def _call(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
-        started = time.monotonic()
+        started = self.clock.now_ns()
         call = loop.run_in_executor(self._executor, self.run_batch, batch[0].key,
                                     [j.payload for j in batch])
+        timer = asyncio.ensure_future(self.clock.sleep(self.timeout_s))
         try:
-            results = await asyncio.wait_for(asyncio.shield(call), self.timeout_s)
-        except TimeoutError:
+            await asyncio.wait({call, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            self.stats.busy_s += (self.clock.now_ns() - started) / 1e9
+        if not call.done():
             self.stats.timeouts += 1
             log.error("%s lane: a call ran past %.1f s; abandoning its thread", self.name,
                       self.timeout_s)
+            call.add_done_callback(_consume)  # its late result or error goes nowhere
             self._executor.shutdown(wait=False)
             self._executor = self._new_executor()
             for job in batch:
                 _fail(job.future, TimeoutError(
                     f"{self.name} call ran past {self.timeout_s:.1f} s"))
             return
-        except Exception as exc:  # the engine raised: every job of the batch gets the error
+        if call.exception() is not None:  # the engine raised: every job of the batch gets it
             for job in batch:
-                _fail(job.future, exc)
+                _fail(job.future, call.exception())  # type: ignore[arg-type]
             return
-        finally:
-            self.stats.busy_s += time.monotonic() - started
+        results = call.result()
         now = self.clock.now_ns()
         self.stats.last_done_ns = now
         late = max(0.0, (now - min(j.deadline_ns for j in batch)) / 1e9)
@@ -255,31 +266,17 @@ class Lane:
                 job.future.set_result(result)
 
 
-class Deadlines:
-    """Per-session: the deadline that the session's next call of each stage carries."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self._by_stage: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def set(self, stage: str, deadline_ns: int) -> None:
-        with self._lock:
-            self._by_stage[stage] = deadline_ns
-
-    def get(self, stage: str) -> int:
-        with self._lock:
-            return self._by_stage.get(stage, self.clock.now_ns() + 5_000_000_000)
-
-
 class Scheduler:
+    """The engines, shared by every session of a process through lanes (see the module
+    docstring). Every method is awaited from the event loop and takes the call's deadline."""
+
     def __init__(self, engines: Engines, *, clock: Clock | None = None,
                  budget: LatencyBudget | None = None, max_batch: int = 8,
                  timeout_s: float = 30.0, max_sessions: int | None = None,
                  compute_slots: int | None = None) -> None:
         """``compute_slots``: model calls (of any lane) allowed to run at once; default one
         per two CPU cores (see ComputeGate). A translator with ``shares_compute = False``
-        (Apertium: a few ms, its own processes) runs outside the gate."""
+        (Apertium: a few ms, its own processes) runs outside the gate, as does the VAD."""
         self.engines = engines
         self.clock = clock or SystemClock()
         self.budget = budget or LatencyBudget()
@@ -287,14 +284,15 @@ class Scheduler:
         self.sessions: set[object] = set()
         self._level = 0
         self.gate = ComputeGate(compute_slots or default_compute_slots())
-        self.asr = Lane("asr", self._asr_batch, clock=self.clock, max_batch=max_batch,
-                        timeout_s=timeout_s, gate=self.gate)
+        gated = {"clock": self.clock, "timeout_s": timeout_s, "gate": self.gate}
+        self.asr = Lane("asr", self._asr_batch, max_batch=max_batch, **gated)
         heavy_mt = getattr(engines.translator, "shares_compute", True)
-        self.mt = Lane("mt", self._mt_batch, clock=self.clock, max_batch=max_batch,
-                       timeout_s=timeout_s, gate=self.gate if heavy_mt else None)
-        self.tts = Lane("tts", self._tts_batch, clock=self.clock, max_batch=1,
-                        timeout_s=timeout_s, gate=self.gate)
-        self.lanes = (self.asr, self.mt, self.tts)
+        self.mt = Lane("mt", clock=self.clock, timeout_s=timeout_s,
+                       gate=self.gate if heavy_mt else None)
+        self.tts = Lane("tts", **gated)
+        self.voice = Lane("voice", **gated)  # speaker profiling (numpy analysis)
+        self.vad = Lane("vad", clock=self.clock, timeout_s=timeout_s)  # tiny; never waits
+        self.lanes = (self.asr, self.mt, self.tts, self.voice, self.vad)
         self._started = False
 
     async def start(self) -> None:
@@ -315,6 +313,38 @@ class Scheduler:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    # -- the calls sessions make ----------------------------------------------------------
+    async def transcribe(self, audio: np.ndarray, *, language: str, prompt: str = "",
+                         task: str = "transcribe", deadline_ns: int) -> list[Word]:
+        """Whisper on a phrase buffer; batched with other sessions' calls of the same
+        language and task."""
+        return await self.asr.submit(("transcribe", language, task), (audio, prompt),
+                                     deadline_ns)
+
+    async def detect_language(self, audio: np.ndarray, candidates: set[str] | None, *,
+                              deadline_ns: int) -> tuple[str, float]:
+        """Whisper's language ID (the most probable of ``candidates``) and its probability."""
+        fn = getattr(self.engines.asr, "detect_language", None)
+        if fn is None:
+            raise BabelcallError("this ASR engine cannot identify languages")
+        return await self.asr.call(lambda: fn(audio, candidates), deadline_ns)
+
+    async def translate(self, step: Callable[[], T], *, deadline_ns: int) -> T:
+        """One step of a session's incremental translator (its engine calls included)."""
+        return await self.mt.call(step, deadline_ns)
+
+    async def synthesize(self, step: Callable[[], T], *, deadline_ns: int) -> T:
+        """The next piece of a clause's speech (synthesis and voice conversion)."""
+        return await self.tts.call(step, deadline_ns)
+
+    async def analyse(self, fn: Callable[[], T], *, deadline_ns: int) -> T:
+        """Speaker analysis (the voice profile), behind the compute gate like the models."""
+        return await self.voice.call(fn, deadline_ns)
+
+    async def detect_speech(self, fn: Callable[[], T]) -> T:
+        """A session's voice-activity step: due now, outside the gate (a few ms)."""
+        return await self.vad.call(fn, self.clock.now_ns())
+
     # -- admission and load ------------------------------------------------------------
     @property
     def level(self) -> int:
@@ -333,14 +363,6 @@ class Scheduler:
     def release(self, session: object) -> None:
         self.sessions.discard(session)
 
-    def bind(self, deadlines: Deadlines) -> Engines:
-        """Engines for one session: calls go through the lanes with that session's deadlines."""
-        e = self.engines
-        return Engines(vad=e.vad, asr=_ScheduledAsr(self, deadlines),
-                       tts=_ScheduledTts(self, deadlines),
-                       translator=None if e.translator is None
-                       else _ScheduledMt(self, deadlines), cloner=e.cloner)
-
     def metrics(self) -> dict[str, Any]:
         return {"sessions": len(self.sessions), "shed_level": self.level,
                 **{f"{lane.name}_{k}": v for lane in self.lanes for k, v in (
@@ -350,9 +372,11 @@ class Scheduler:
                     ("lateness_s", round(lane.lateness(), 3)),
                     ("timeouts", lane.stats.timeouts))}}
 
-    # -- batch runners (run on a lane's thread) --------------------------------------------
-    def _asr_batch(self, key: Hashable, payloads: list[Any]) -> list[list[Word]]:
-        language, task = key  # type: ignore[misc]
+    # -- batch runner (on the ASR lane's thread) --------------------------------------------
+    def _asr_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:
+        if not isinstance(key, tuple):  # a plain call (language ID)
+            return run_calls(key, payloads)
+        _, language, task = key
         asr = self.engines.asr
         audios = [p[0] for p in payloads]
         prompts = [p[1] for p in payloads]
@@ -362,71 +386,13 @@ class Scheduler:
         return [asr.transcribe(a, language=language, prompt=p, task=task)
                 for a, p in zip(audios, prompts, strict=True)]
 
-    def _mt_batch(self, key: Hashable, payloads: list[Any]) -> list[str]:
-        source, target, with_prefix = key  # type: ignore[misc]
-        assert self.engines.translator is not None
-        prefixes = [p[1] for p in payloads] if with_prefix else None
-        return self.engines.translator.translate([p[0] for p in payloads], source=source,
-                                                 target=target, target_prefixes=prefixes)
 
-    def _tts_batch(self, key: Hashable, payloads: list[Any]) -> list[np.ndarray | None]:
-        return [next(iterator, None) for iterator in payloads]
-
-
-def _fail(fut: concurrent.futures.Future, exc: BaseException) -> None:
+def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
+        fut.add_done_callback(_consume)  # nobody may wait any more (a closed session)
 
 
-def _wait(fut: concurrent.futures.Future) -> Any:
-    return fut.result()
-
-
-class _ScheduledAsr:
-    def __init__(self, scheduler: Scheduler, deadlines: Deadlines) -> None:
-        self._s, self._d = scheduler, deadlines
-        self.sample_rate = scheduler.engines.asr.sample_rate
-
-    def transcribe(self, audio: np.ndarray, *, language: str, prompt: str = "",
-                   task: str = "transcribe") -> list[Word]:
-        return _wait(self._s.asr.submit_threadsafe((language, task), (audio, prompt),
-                                                   self._d.get("asr")))
-
-
-class _ScheduledMt:
-    def __init__(self, scheduler: Scheduler, deadlines: Deadlines) -> None:
-        self._s, self._d = scheduler, deadlines
-        inner = scheduler.engines.translator
-        assert inner is not None
-        self._inner = inner
-        self.name = inner.name
-        self.supports_prefix = inner.supports_prefix
-
-    def supports(self, source: str, target: str) -> bool:
-        return self._inner.supports(source, target)
-
-    def translate(self, sources: list[str], *, source: str, target: str,
-                  target_prefixes: list[str] | None = None) -> list[str]:
-        prefixes = target_prefixes or [None] * len(sources)
-        key = (source, target, target_prefixes is not None)
-        futs = [self._s.mt.submit_threadsafe(key, (text, prefix), self._d.get("mt"))
-                for text, prefix in zip(sources, prefixes, strict=True)]
-        return [_wait(f) for f in futs]
-
-
-class _ScheduledTts:
-    def __init__(self, scheduler: Scheduler, deadlines: Deadlines) -> None:
-        self._s, self._d = scheduler, deadlines
-        self._inner = scheduler.engines.tts
-        self.sample_rate = self._inner.sample_rate
-        self.voices: tuple[str, ...] = getattr(self._inner, "voices", ())
-
-    def supports(self, language: str) -> bool:
-        return self._inner.supports(language)
-
-    def synthesize(self, text: str, *, language: str, voice: str | None = None,
-                   speed: float = 1.0) -> Iterator[np.ndarray]:
-        inner = self._inner.synthesize(text, language=language, voice=voice, speed=speed)
-        while (chunk := _wait(self._s.tts.submit_threadsafe("tts", inner,
-                                                             self._d.get("tts")))) is not None:
-            yield chunk
+def _consume(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved, so asyncio does not log it as never retrieved

@@ -67,6 +67,14 @@ class BeepTts:
             yield np.full(int(0.1 * RATE), 0.1, dtype=np.float32)
 
 
+def fake_scheduler(engines: Engines | None = None, *, clock=None, **kw):
+    """A scheduler over the stand-in engines, on a simulated clock unless one is given."""
+    from babelcall.realtime.clock import FakeClock
+    from babelcall.realtime.scheduler import Scheduler
+
+    return Scheduler(engines or fake_engines(), clock=clock or FakeClock(), **kw)
+
+
 def fake_engines(**kw) -> Engines:
     return Engines(vad=EnergyVad(), asr=kw.get("asr", CountingAsr()), tts=BeepTts(),
                    translator=kw.get("mt", UpperMt()))

@@ -114,14 +114,27 @@ class OnlineAsr:
         self._audio = np.concatenate([self._audio, np.asarray(pcm, dtype=np.float32)])
 
     def process(self, *, settle: bool = False) -> list[Word]:
-        """Transcribe the buffer; return the newly committed words.
+        """Transcribe the buffer with the engine; return the newly committed words (the
+        synchronous form of ``request`` + ``accept``)."""
+        audio, prompt = self.request()
+        words = self.asr.transcribe(audio, language=self.language, prompt=prompt,
+                                    task=self.task)
+        return self.accept(words, settle=settle)
+
+    def request(self) -> tuple[np.ndarray, str]:
+        """What the next pass transcribes: the phrase buffer and the decoder prompt. A live
+        session sends these through the scheduler and hands the words to ``accept``; no
+        audio may be inserted in between."""
+        return self._audio, self._prompt()
+
+    def accept(self, words: list[Word], *, settle: bool = False) -> list[Word]:
+        """The words of a pass over ``request()``'s buffer (times from its start); returns
+        the newly committed words.
 
         ``settle``: the speaker has paused, so this pass saw every word of the open phrase with
         silence after it; commit its whole hypothesis instead of waiting for a second pass to
         agree (or for the end of the phrase). It is what lets the translation of a short phrase
         start at a 0.2 s pause rather than when the voice detector declares the phrase over."""
-        words = self.asr.transcribe(self._audio, language=self.language,
-                                    prompt=self._prompt(), task=self.task)
         self._hyp.insert(words, self._offset)
         committed = self._hyp.flush()
         if settle:

@@ -1,5 +1,5 @@
 """Scheduler logic with fake stage durations (threads gated by events, a simulated clock):
-EDF order, batching, timeouts, shedding, catch-up; no models."""
+EDF order, batching, timeouts, shedding, catch-up; no models, no ordering by sleeps."""
 
 import asyncio
 import threading
@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from fakes import RATE, BeepTts, CountingAsr, fake_engines, tone_phrases
+from fakes import RATE, BeepTts, CountingAsr, fake_engines, fake_scheduler, tone_phrases
 
 from babelcall.realtime.clock import FakeClock
 from babelcall.realtime.scheduler import Lane, Overloaded, Scheduler
@@ -16,16 +16,19 @@ from babelcall.realtime.types import StageError, SynthAudio
 
 
 class Recorder:
-    """run_batch that records batches; the first call waits for ``gate``."""
+    """run_batch that records batches; the first call signals ``started`` and waits for
+    ``gate`` (so the test knows what runs and what queues, without sleeping)."""
 
     def __init__(self, duration_clock=None, durations=None):
         self.batches = []
+        self.started = threading.Event()
         self.gate = threading.Event()
         self.clock = duration_clock
         self.durations = durations or {}
 
     def __call__(self, key, payloads):
         if not self.batches:
+            self.started.set()
             self.gate.wait(5)
         self.batches.append((key, list(payloads)))
         if self.clock is not None:  # fake stage duration on the simulated clock
@@ -33,24 +36,22 @@ class Recorder:
         return [f"{key}:{p}" for p in payloads]
 
 
-async def submit_all(lane, jobs):
-    futs = [lane.submit_threadsafe(k, p, d) for k, p, d in jobs]
-    return [await asyncio.wrap_future(f) for f in futs]
+async def running(event: threading.Event) -> None:
+    """Until a lane thread has set ``event`` (it is inside its model call)."""
+    assert await asyncio.to_thread(event.wait, 5)
 
 
 def test_lane_serves_earliest_deadline_first():
     async def go():
         rec = Recorder()
         lane = Lane("x", rec, clock=FakeClock(), max_batch=1)
-        lane.start()
-        blocker = lane.submit_threadsafe("k0", "blocker", 0)
-        await asyncio.sleep(0.05)  # the blocker is running; the rest queue up
-        jobs = [("a", 1, 500), ("b", 2, 100), ("c", 3, 300), ("d", 4, 200)]
-        task = asyncio.create_task(submit_all(lane, jobs))
-        await asyncio.sleep(0.05)
+        blocker = lane.submit("k0", "blocker", 0)
+        await running(rec.started)  # the blocker runs; the rest queue up behind it
+        jobs = [lane.submit(k, p, d) for k, p, d in
+                [("a", 1, 500), ("b", 2, 100), ("c", 3, 300), ("d", 4, 200)]]
         rec.gate.set()
-        await asyncio.wrap_future(blocker)
-        out = await task
+        await blocker
+        out = [await j for j in jobs]
         await lane.stop()
         return rec, out
 
@@ -59,28 +60,25 @@ def test_lane_serves_earliest_deadline_first():
     assert out == ["a:1", "b:2", "c:3", "d:4"]  # each caller gets its own result
 
 
-def test_stopping_a_lane_wakes_every_waiting_thread():
-    """A session thread blocked on a job (running, queued, or submitted after the stop) gets
-    an error instead of waiting forever on a lane that is gone."""
+def test_stopping_a_lane_fails_every_waiting_job():
+    """A session awaiting a job (running, queued, or submitted after the stop) gets an error
+    instead of waiting forever on a lane that is gone."""
     from babelcall.realtime.errors import BabelcallError
 
     async def go():
-        rec = Recorder()  # the first call blocks on its gate, which is never opened
+        rec = Recorder()  # the first call blocks on its gate until the end of the test
         lane = Lane("x", rec, clock=FakeClock(), max_batch=1)
-        lane.start()
-        running = lane.submit_threadsafe("k", "running", 0)
-        await asyncio.sleep(0.05)
-        queued = lane.submit_threadsafe("k", "queued", 1)
-        await asyncio.sleep(0.05)
+        in_model = lane.submit("k", "running", 0)
+        await running(rec.started)
+        queued = lane.submit("k", "queued", 1)
         await lane.stop()
-        late = lane.submit_threadsafe("k", "late", 2)
+        late = lane.submit("k", "late", 2)
         rec.gate.set()
-        return running, queued, late
+        return [await asyncio.gather(f, return_exceptions=True) for f in (in_model, queued,
+                                                                           late)]
 
-    futs = asyncio.run(go())
-    for fut in futs:
-        with pytest.raises(BabelcallError, match="stopped"):
-            fut.result(timeout=1)
+    for (result,) in asyncio.run(go()):
+        assert isinstance(result, BabelcallError) and "stopped" in str(result)
 
 
 def test_lanes_share_the_compute_gate_in_deadline_order():
@@ -89,34 +87,34 @@ def test_lanes_share_the_compute_gate_in_deadline_order():
     from babelcall.realtime.scheduler import ComputeGate
 
     async def go():
-        order, running, overlap = [], [], []
-        gate_open = threading.Event()
+        order, running_now, overlap = [], [], []
+        started, gate_open = threading.Event(), threading.Event()
 
         def runner(name):
             def run(key, payloads):
-                running.append(name)
-                overlap.append(len(running))
+                running_now.append(name)
+                overlap.append(len(running_now))
                 if not order:
+                    started.set()
                     gate_open.wait(5)
                 order.append((name, payloads[0]))
-                running.remove(name)
+                running_now.remove(name)
                 return payloads
             return run
 
         gate = ComputeGate(1)
         asr = Lane("asr", runner("asr"), clock=FakeClock(), gate=gate)
         tts = Lane("tts", runner("tts"), clock=FakeClock(), gate=gate)
-        asr.start()
-        tts.start()
-        first = asr.submit_threadsafe("k", "blocker", 0)
-        await asyncio.sleep(0.05)
-        late_asr = asr.submit_threadsafe("es", "update", 900)  # another key: no batching
-        urgent_tts = tts.submit_threadsafe("k", "first audio", 300)
-        mid_asr = asr.submit_threadsafe("k", "final pass", 500)
-        await asyncio.sleep(0.05)
+        first = asr.submit("k", "blocker", 0)
+        await running(started)
+        late_asr = asr.submit("es", "update", 900)  # another key: no batching
+        urgent_tts = tts.submit("k", "first audio", 300)
+        mid_asr = asr.submit("k", "final pass", 500)
+        while not gate._waiting:  # the tts lane took its head and waits at the gate
+            await asyncio.sleep(0)
         gate_open.set()
         for f in (first, late_asr, urgent_tts, mid_asr):
-            await asyncio.wrap_future(f)
+            await f
         await asr.stop()
         await tts.stop()
         return order, overlap
@@ -130,15 +128,13 @@ def test_lane_batches_jobs_with_the_same_key():
     async def go():
         rec = Recorder()
         lane = Lane("asr", rec, clock=FakeClock(), max_batch=3)
-        lane.start()
-        blocker = lane.submit_threadsafe("en", "first", 0)
-        await asyncio.sleep(0.05)
-        jobs = [("en", i, 100 + i) for i in range(4)] + [("es", 9, 50)]
-        task = asyncio.create_task(submit_all(lane, jobs))
-        await asyncio.sleep(0.05)
+        blocker = lane.submit("en", "first", 0)
+        await running(rec.started)
+        jobs = [lane.submit(k, p, d) for k, p, d in
+                [("en", i, 100 + i) for i in range(4)] + [("es", 9, 50)]]
         rec.gate.set()
-        await asyncio.wrap_future(blocker)
-        await task
+        await blocker
+        await asyncio.gather(*jobs)
         await lane.stop()
         return rec, lane
 
@@ -150,22 +146,28 @@ def test_lane_batches_jobs_with_the_same_key():
     assert lane.stats.max_batch_seen == 3 and lane.stats.mean_batch == pytest.approx(6 / 4)
 
 
-def test_a_stuck_call_times_out_and_the_lane_recovers():
-    calls = []
+def test_a_stuck_call_times_out_on_the_lane_clock_and_the_lane_recovers():
+    started, release = threading.Event(), threading.Event()
 
-    def run(key, payloads):
-        calls.append(payloads)
-        if payloads == ["stuck"]:
-            time.sleep(1.0)
-        return [p.upper() for p in payloads]
+    def run(key, calls):
+        if calls == ["stuck"]:
+            started.set()
+            release.wait(5)
+        return [c.upper() for c in calls]
 
     async def go():
-        lane = Lane("tts", run, clock=FakeClock(), max_batch=1, timeout_s=0.2)
-        lane.start()
+        clock = FakeClock()
+        lane = Lane("tts", run, clock=clock, max_batch=1, timeout_s=0.2)
+        stuck = lane.submit("k", "stuck", 0)
+        await running(started)
+        clock.advance(199_000_000)
+        await asyncio.sleep(0)
+        assert not stuck.done()  # not yet past the timeout on the lane's clock
+        clock.advance(2_000_000)
         with pytest.raises(TimeoutError, match="ran past"):
-            await asyncio.wrap_future(lane.submit_threadsafe("k", "stuck", 0))
-        ok = await asyncio.wait_for(asyncio.wrap_future(lane.submit_threadsafe("k", "ok", 1)),
-                                    0.5)  # served at once by a fresh thread
+            await stuck
+        ok = await lane.submit("k", "ok", 1)  # served at once by a fresh thread
+        release.set()
         await lane.stop()
         return ok, lane.stats.timeouts
 
@@ -178,12 +180,29 @@ def test_an_engine_error_reaches_every_job_of_the_batch():
 
     async def go():
         lane = Lane("mt", run, clock=FakeClock())
-        lane.start()
         with pytest.raises(RuntimeError, match="fell over"):
-            await asyncio.wrap_future(lane.submit_threadsafe("k", "x", 0))
+            await lane.submit("k", "x", 0)
         await lane.stop()
 
     asyncio.run(go())
+
+
+def test_a_job_whose_caller_left_is_not_run():
+    async def go():
+        rec = Recorder()
+        lane = Lane("x", rec, clock=FakeClock(), max_batch=1)
+        blocker = lane.submit("k", "blocker", 0)
+        await running(rec.started)
+        gone = lane.submit("k", "gone", 1)
+        gone.cancel()  # the session that asked was closed
+        kept = lane.submit("k", "kept", 2)
+        rec.gate.set()
+        await blocker
+        await kept
+        await lane.stop()
+        return [b[1] for b in rec.batches]
+
+    assert asyncio.run(go()) == [["blocker"], ["kept"]]
 
 
 def test_overload_raises_lateness_sheds_then_releases():
@@ -199,13 +218,12 @@ def test_overload_raises_lateness_sheds_then_releases():
         sched.asr.run_batch = rec
         await sched.start()
         for _ in range(6):
-            await asyncio.wrap_future(sched.asr.submit_threadsafe("slow", 1, clock.now_ns()))
+            await sched.asr.submit("slow", 1, clock.now_ns())
         assert sched.level == 3
         with pytest.raises(Overloaded, match="overloaded"):
             sched.admit(object())
         for _ in range(12):
-            await asyncio.wrap_future(sched.asr.submit_threadsafe(
-                "fast", 1, clock.now_ns() + 10**9))
+            await sched.asr.submit("fast", 1, clock.now_ns() + 10**9)
         assert sched.level == 0
         sched.admit(object())
         await sched.close()
@@ -217,11 +235,11 @@ def test_session_limit_is_a_clear_refusal():
     async def go():
         sched = Scheduler(fake_engines(), max_sessions=1)
         await sched.start()
-        first = Session(sched.engines, SessionConfig("en", "es"), scheduler=sched)
+        first = Session(sched, SessionConfig("en", "es"))
         with pytest.raises(Overloaded, match="limit of 1"):
-            Session(sched.engines, SessionConfig("en", "es"), scheduler=sched)
+            Session(sched, SessionConfig("en", "es"))
         await first.close()  # frees the slot
-        Session(sched.engines, SessionConfig("en", "es"), scheduler=sched)
+        Session(sched, SessionConfig("en", "es"))
         await sched.close()
 
     asyncio.run(go())
@@ -235,10 +253,12 @@ def feed(session, audio, start=0, end=None, frame=320):
 
 
 async def finish(session):
-    """End the input, collect every event, close; returns the events."""
+    """End the input, collect every event, close (the session and its scheduler); returns
+    the events."""
     await session.end()
     events = [e async for e in session.events()]
     await session.close()
+    await session.scheduler.close()
     return events
 
 
@@ -278,8 +298,7 @@ def test_sessions_share_engines_and_their_asr_calls_are_batched():
         clock = FakeClock()
         sched = Scheduler(fake_engines(asr=asr), clock=clock)
         await sched.start()
-        sessions = [Session(sched.engines, SessionConfig("en", "es"), scheduler=sched)
-                    for _ in range(4)]
+        sessions = [Session(sched, SessionConfig("en", "es")) for _ in range(4)]
         outs = await drive(sessions, tone_phrases(3.0), clock)
         await sched.close()
         return asr, outs
@@ -291,20 +310,30 @@ def test_sessions_share_engines_and_their_asr_calls_are_batched():
 
 
 def test_stuck_asr_times_out_and_the_session_recovers():
+    started, release = threading.Event(), threading.Event()
+
     class HangsOnce(CountingAsr):
         def transcribe(self, audio, *, language, prompt="", task="transcribe"):
             self.calls += 1
             if self.calls == 1:
-                time.sleep(1.0)
+                started.set()
+                release.wait(5)
             return super().transcribe(audio, language=language)
 
     async def go():
         clock = FakeClock()
         sched = Scheduler(fake_engines(asr=HangsOnce()), clock=clock, timeout_s=0.3)
         await sched.start()
-        session = Session(sched.engines, SessionConfig("en", "es", asr_interval_s=5.0),
-                          scheduler=sched)
+        session = Session(sched, SessionConfig("en", "es", asr_interval_s=5.0))
+
+        async def time_out():  # the hung call's lane clock moves past its timeout
+            await running(started)
+            clock.advance(300_000_000)
+
+        watchdog = asyncio.create_task(time_out())
         (out,) = await drive([session], tone_phrases(1.5, 1.5), clock)
+        release.set()
+        await watchdog
         await sched.close()
         return out
 
@@ -325,7 +354,8 @@ def test_catchup_speeds_up_when_behind_and_releases():
     async def go():
         engines = fake_engines()
         engines.tts = SpeedTts()
-        session = Session(engines, SessionConfig("en", "es"), clock=FakeClock())
+        sched = fake_scheduler(engines)
+        session = Session(sched, SessionConfig("en", "es"))
         session.start()
         audio = tone_phrases(2.0, 2.0, 2.0)  # phrases end at 3, 6 and 9 s
         third = int(4.5 * RATE)
@@ -354,8 +384,8 @@ def test_far_behind_clauses_are_merged_not_dropped():
     async def go():
         engines = fake_engines()
         engines.tts = SlowTts()
-        session = Session(engines, SessionConfig("en", "es", max_clause_words=2),
-                          clock=FakeClock())
+        session = Session(fake_scheduler(engines),
+                          SessionConfig("en", "es", max_clause_words=2))
         session.report_backlog(7.0)  # past merging (6 s), short of skipping (10 s)
         session.start()
         feed(session, tone_phrases(3.0, 3.0, gap=0.6))
@@ -375,7 +405,7 @@ def test_speech_hopelessly_behind_is_captioned_not_voiced_and_recovers():
     backlog clears, clauses are voiced again."""
     async def go():
         engines = fake_engines()
-        session = Session(engines, SessionConfig("en", "es"), clock=FakeClock())
+        session = Session(fake_scheduler(engines), SessionConfig("en", "es"))
         session.start()
         audio = tone_phrases(2.0, 2.0, gap=0.8)
         half = int(3.6 * RATE)  # the first phrase and the silence after it
@@ -408,7 +438,7 @@ def test_an_idle_lane_is_not_late_however_its_last_call_went():
         sched.asr.run_batch = rec
         await sched.start()
         for _ in range(6):
-            await asyncio.wrap_future(sched.asr.submit_threadsafe("slow", 1, clock.now_ns()))
+            await sched.asr.submit("slow", 1, clock.now_ns())
         busy_level = sched.level
         clock.advance(20 * 10**9)  # 20 s with nothing to do
         idle_level = sched.level

@@ -1,12 +1,11 @@
-"""Session logic with fake engines (ordering, errors, shutdown, bad input): no models."""
+"""Session wiring with stand-in engines (ordering, errors, shutdown, bad input): no models."""
 
 import asyncio
 
 import numpy as np
 import pytest
-from fakes import RATE, UpperMt, fake_engines, tone_phrases
+from fakes import RATE, UpperMt, fake_engines, fake_scheduler, tone_phrases
 
-from babelcall.realtime.clock import FakeClock
 from babelcall.realtime.errors import BadAudio, SessionClosed, UnsupportedLanguage
 from babelcall.realtime.session import Session, SessionConfig
 from babelcall.realtime.types import (
@@ -20,22 +19,24 @@ from babelcall.realtime.types import (
 
 
 async def run(engines, audio, *, frame=320, cfg=None):
-    clock = FakeClock()
-    session = Session(engines, cfg or SessionConfig("en", "es"), clock=clock)
+    sched = fake_scheduler(engines)
+    clock = sched.clock
     events = []
+    async with sched:
+        session = Session(sched, cfg or SessionConfig("en", "es"))
 
-    async def collect():
-        async for ev in session.events():
-            events.append(ev)
+        async def collect():
+            async for ev in session.events():
+                events.append(ev)
 
-    async with session:
-        task = asyncio.create_task(collect())
-        for i in range(0, len(audio), frame):
-            clock.set(int((i + frame) / RATE * 1e9))
-            session.push(audio[i:i + frame], RATE)
-            await session.idle()
-        await session.end()
-        await asyncio.wait_for(task, 10)
+        async with session:
+            task = asyncio.create_task(collect())
+            for i in range(0, len(audio), frame):
+                clock.set(int((i + frame) / RATE * 1e9))
+                session.push(audio[i:i + frame], RATE)
+                await session.idle()
+            await session.end()
+            await asyncio.wait_for(task, 10)
     return session, events
 
 
@@ -89,45 +90,56 @@ def test_any_rate_and_channels_are_resampled():
     stereo = (np.stack([src, src], axis=1) * 32767).astype(np.int16)
 
     async def go():
-        session = Session(fake_engines(), SessionConfig("en", "es"), clock=FakeClock())
-        async with session:
+        async with fake_scheduler() as sched, Session(sched, SessionConfig("en", "es")) as s:
             for i in range(0, len(stereo), 160):
-                session.push(stereo[i:i + 160], 8000, channels=2)
-            await session.end()
-            return [e async for e in session.events()]
+                s.push(stereo[i:i + 160], 8000, channels=2)
+            await s.end()
+            return [e async for e in s.events()], s.metrics()["heard_s"]
 
-    events = asyncio.run(go())
+    events, heard = asyncio.run(go())
+    assert heard == pytest.approx(len(mono) / RATE, abs=0.01)
     assert any(isinstance(e, SynthAudio) for e in events)
 
 
 def test_bad_input_is_a_clear_error():
     async def go():
-        session = Session(fake_engines(), SessionConfig("en", "es"))
-        async with session:
+        async with fake_scheduler() as sched, Session(sched, SessionConfig("en", "es")) as s:
             with pytest.raises(BadAudio, match="channels"):
-                session.push(np.zeros((320, 6), dtype=np.float32), RATE, channels=6)
+                s.push(np.zeros((320, 6), dtype=np.float32), RATE, channels=6)
             with pytest.raises(BadAudio, match="rate"):
-                session.push(np.zeros(320, dtype=np.float32), 0)
+                s.push(np.zeros(320, dtype=np.float32), 0)
             with pytest.raises(ValueError, match="rate"):
-                session.push(np.zeros(320, dtype=np.float32))
-            await session.end()
+                s.push(np.zeros(320, dtype=np.float32))
+            await s.end()
             with pytest.raises(SessionClosed):
-                session.push(np.zeros(320, dtype=np.float32), RATE)
+                s.push(np.zeros(320, dtype=np.float32), RATE)
 
     asyncio.run(go())
 
 
-def test_close_mid_phrase_returns_promptly():
+def test_close_mid_phrase_frees_everything_and_ends_the_events():
     async def go():
-        session = Session(fake_engines(), SessionConfig("en", "es"), clock=FakeClock())
-        session.start()
-        audio = tone_phrases(3.0)
-        for i in range(0, len(audio) // 2, 320):
-            session.push(audio[i:i + 320], RATE)
-        await asyncio.wait_for(session.close(), 5)
-        return [e async for e in session.events()]
+        async with fake_scheduler() as sched:
+            session = Session(sched, SessionConfig("en", "es"))
+            session.start()
+            audio = tone_phrases(3.0)
+            for i in range(0, len(audio) // 2, 320):
+                session.push(audio[i:i + 320], RATE)
+            assert sched.sessions == {session}
+            await asyncio.wait_for(session.close(), 5)
+            events = await asyncio.wait_for(_all(session), 5)  # the stream ends
+            with pytest.raises(SessionClosed):
+                session.push(audio[:320], RATE)
+            return events, sched.sessions, session
 
-    asyncio.run(go())
+    events, sessions, session = asyncio.run(go())
+    assert sessions == set()  # the scheduler slot is free
+    assert all(t.done() for t in session._tasks)
+    assert not any(isinstance(e, SpeechEnded) for e in events)  # closed, not ended
+
+
+async def _all(session):
+    return [e async for e in session.events()]
 
 
 def test_unsupported_pair_fails_at_construction():
@@ -135,27 +147,10 @@ def test_unsupported_pair_fails_at_construction():
         def supports(self, source, target):
             return False
 
+    sched = fake_scheduler(fake_engines(mt=NoMt()))
     with pytest.raises(UnsupportedLanguage):
-        Session(fake_engines(mt=NoMt()), SessionConfig("en", "xx"))
-
-
-def test_arrival_index_stays_bounded_on_long_calls():
-    from babelcall.realtime import session as S
-
-    async def go():
-        clock = FakeClock()
-        session = Session(fake_engines(), SessionConfig("en", "es"), clock=clock)
-        silence = np.zeros(320, dtype=np.float32)
-        for i in range(3 * S.ARRIVAL_KEEP):
-            clock.set(int((i + 1) * 0.02 * 1e9))
-            session._accept(silence)  # as push() does after resampling
-        latest = session.arrival_ns(3 * S.ARRIVAL_KEEP * 0.02)
-        await session.close()
-        return len(session._arrival_t), latest
-
-    size, latest = asyncio.run(go())
-    assert size <= 2 * S.ARRIVAL_KEEP
-    assert latest == pytest.approx(3 * S.ARRIVAL_KEEP * 0.02 * 1e9)
+        Session(sched, SessionConfig("en", "xx"))
+    assert sched.sessions == set()
 
 
 def test_final_pass_runs_at_the_pause_not_again_at_the_phrase_end():

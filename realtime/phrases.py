@@ -1,4 +1,4 @@
-"""Ingress for one speaker: 16 kHz audio in, phrase boundaries and phrase audio out.
+"""Phrases of one speaker: 16 kHz audio in, phrase boundaries and phrase audio out.
 
 Keeps the last ``pad`` of audio before an onset so the phrase starts where the VAD's padded
 onset says, and hands the recogniser only speech (VAC in whisper_streaming's terms): silence
@@ -12,6 +12,7 @@ import numpy as np
 
 from babelcall.engines.base import Vad
 from babelcall.engines.vad.tracker import VadParams, VadTracker
+from babelcall.realtime.audio import SPEECH_RATE
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,11 @@ class PhraseEnd:
 Heard = PhraseStart | PhraseAudio | PhrasePause | PhraseEnd
 
 
-class Listener:
-    rate = 16000
+class PhraseDetector:
+    """Not thread-safe: one session's listen stage calls it, one call at a time (on the
+    scheduler's VAD lane)."""
+
+    rate = SPEECH_RATE
 
     def __init__(self, vad: Vad, params: VadParams | None = None) -> None:
         self._stream = vad.stream()

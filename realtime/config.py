@@ -1,0 +1,28 @@
+"""What one session is asked to do: the language pair and the knobs of its stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from babelcall.engines.vad.tracker import VadParams
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    source: str
+    target: str
+    vad: VadParams = field(default_factory=VadParams)
+    asr_interval_s: float = 0.8  # new speech between two ASR updates of a phrase
+    max_phrase_buffer_s: float = 15.0
+    max_clause_words: int = 8
+    first_clause_words: int = 5  # the first piece of a phrase is shorter: it is waited for
+    voice: str | None = None
+    speed: float = 1.0
+    clone_voice: bool = True  # profile the speaker for the engines' cloner (off: PassThrough)
+    # Commit the recogniser's whole hypothesis at a pause (see OnlineAsr.accept); off: words
+    # wait for agreement or the end of the phrase.
+    settle_at_pause: bool = True
+
+    def __post_init__(self) -> None:
+        if self.asr_interval_s <= 0:
+            raise ValueError("asr_interval_s must be positive")

@@ -1,0 +1,89 @@
+"""Every decision the pipeline takes about time and load, as pure functions of plain
+figures: when the recogniser reads the phrase, how far the shed level goes, how fast the
+voice speaks, when waiting clauses are merged or only captioned. Stages call these; tests
+check them as tables, without models or clocks."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from babelcall.realtime.budget import LatencyBudget
+
+# -- recognition cadence ----------------------------------------------------------------------
+
+
+class AsrPass(Enum):
+    UPDATE = "update"  # mid-phrase: commit what two passes agree on
+    SETTLE = "settle"  # at a pause: this pass heard every word so far; commit all of it
+    FINAL = "final"    # the phrase is over
+
+
+def asr_pass(kind: str, *, fresh_s: float, voiced_s: float, interval_s: float,
+             audio_queued: bool, voice_queued: bool) -> AsrPass | None:
+    """Which pass (if any) to run after the listener reported ``kind`` ("audio", "pause" or
+    "end") for the open phrase. ``fresh_s``: phrase audio not yet transcribed, ``voiced_s``:
+    of which the VAD scored as speech; ``audio_queued``/``voice_queued``: more phrase audio /
+    more voiced audio already waits in the queue — one pass after it reads it all (coalesce)."""
+    if kind == "audio":
+        return AsrPass.UPDATE if fresh_s >= interval_s and not audio_queued else None
+    if kind == "pause":  # the phrase may be over: read it now, overlapping the VAD's wait
+        return AsrPass.SETTLE if voiced_s > 0 and not voice_queued else None
+    if kind == "end":
+        return AsrPass.FINAL if voiced_s > 0.05 else None  # else the pause pass read it all
+    raise ValueError(f"unknown listener report {kind!r}")
+
+
+# -- load shedding ----------------------------------------------------------------------------
+# lateness (how far past their deadlines calls finish, smoothed) -> level
+SHED_ENTER_S = (0.5, 1.5, 3.0)  # level 1: slower ASR cadence; 2: slower still; 3: refuse
+SHED_EXIT_S = (0.2, 0.8, 2.0)   # hysteresis: leave a level only well below its entry
+
+
+def shed_level(lateness_s: float, current: int) -> int:
+    level = current
+    while level < 3 and lateness_s >= SHED_ENTER_S[level]:
+        level += 1
+    while level > 0 and lateness_s < SHED_EXIT_S[level - 1]:
+        level -= 1
+    return level
+
+
+def asr_interval_factor(level: int) -> float:
+    """How much longer a session waits between ASR updates at a shed level. At the top level
+    a phrase is mostly read at its pauses (one pass each): run-on speech still gets an update
+    every ~5 s, so its words keep coming."""
+    return (1.0, 2.0, 3.0, 6.0)[level]
+
+
+# -- keeping pace with the speaker ------------------------------------------------------------
+
+
+def catchup_speed(backlog_s: float, budget: LatencyBudget) -> float:
+    """Speech rate for the next clause: 1.0 until ``catchup_start_s`` of translated audio is
+    waiting, then rising linearly to ``max_speed``."""
+    lo, hi = budget.catchup_start_s, budget.catchup_full_s
+    if backlog_s <= lo:
+        return 1.0
+    frac = min(1.0, (backlog_s - lo) / max(hi - lo, 1e-9))
+    return round(1.0 + frac * (budget.max_speed - 1.0), 3)
+
+
+MAX_TTS_SPEED = 2.0
+
+
+def speech_speed(base: float, caller_rate: float, backlog_s: float,
+                 budget: LatencyBudget) -> float:
+    """The synthesis speed of a clause: the configured speed, times the caller's own pace
+    (``caller_rate``, 1.0 when unknown), times the catch-up factor, capped."""
+    return min(MAX_TTS_SPEED, base * caller_rate * catchup_speed(backlog_s, budget))
+
+
+def merge_waiting(backlog_s: float, budget: LatencyBudget) -> bool:
+    """Far behind: voice every clause that waits as one (fewer joins, one synthesis call)."""
+    return backlog_s > budget.merge_backlog_s
+
+
+def skip_voice(behind_s: float, budget: LatencyBudget) -> bool:
+    """Overload's last resort: the listener would hear this clause so late that it is shown
+    (captioned) instead of voiced, so the voice stays near the speaker."""
+    return behind_s > budget.max_speech_lag_s

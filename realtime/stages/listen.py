@@ -1,0 +1,60 @@
+"""Listen: the speaker's 16 kHz audio in, phrases out. Voice activity runs on the scheduler's
+VAD lane; only speech (and the phrase boundaries) goes on to the recogniser, so silence and
+noise between phrases cost no model time. Each phrase gets its number (``utt``) here."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from babelcall.realtime.phrases import (
+    Heard,
+    PhraseAudio,
+    PhraseDetector,
+    PhraseEnd,
+    PhraseStart,
+)
+from babelcall.realtime.stages.base import END, Context, Flow, Inbox, Stage, span
+from babelcall.realtime.types import SpeechEnded, SpeechStarted
+
+
+class ListenStage(Stage):
+    name = "listen"
+
+    def __init__(self, ctx: Context, flow: Flow, out: Inbox) -> None:
+        super().__init__(ctx, flow)
+        self.out = out  # -> recognize: (utt, Heard) items, then END
+        self.detector = PhraseDetector(ctx.scheduler.engines.vad, ctx.config.vad)
+        self.utt = -1
+
+    async def handle(self, items: list[Any]) -> bool:
+        ended = any(i is END for i in items)
+        blocks = [i for i in items if i is not END]
+        detect = self.ctx.scheduler.detect_speech
+        heard: list[Heard] = []
+        if blocks:
+            pcm = np.concatenate(blocks)
+            heard = await self.ctx.timed("vad", detect(functools.partial(self.detector.feed, pcm)))
+        if ended:
+            heard += await detect(self.detector.flush)
+        stats = self.ctx.stats
+        if not self.detector.speaking and not heard and self.out.empty():
+            stats.covered_s = max(stats.covered_s, self.ctx.arrivals.heard_s)
+        for h in heard:
+            self._route(h)
+        if ended:
+            self.out.put(END)
+        return ended
+
+    def _route(self, h: Heard) -> None:
+        ctx = self.ctx
+        if ctx.profile is not None and isinstance(h, PhraseStart | PhraseAudio):
+            ctx.profile.add(h.pcm)  # a bounded append; the analysis runs later, on a lane
+        if isinstance(h, PhraseStart):
+            self.utt += 1
+            ctx.emit(SpeechStarted(self.utt, span(h.time, h.time), ctx.clock.now_ns()))
+        elif isinstance(h, PhraseEnd):
+            ctx.emit(SpeechEnded(self.utt, span(h.time, h.time), ctx.clock.now_ns()))
+        self.out.put((self.utt, h))

@@ -1,0 +1,67 @@
+"""The pipeline's decisions as tables: no models, no clocks."""
+
+import pytest
+
+from babelcall.realtime.budget import LatencyBudget
+from babelcall.realtime.policy import (
+    AsrPass,
+    asr_interval_factor,
+    asr_pass,
+    catchup_speed,
+    merge_waiting,
+    shed_level,
+    skip_voice,
+    speech_speed,
+)
+
+
+@pytest.mark.parametrize("kind,fresh,voiced,audio_q,voice_q,expected", [
+    ("audio", 0.5, 0.5, False, False, None),            # not enough new audio yet
+    ("audio", 0.8, 0.8, False, False, AsrPass.UPDATE),
+    ("audio", 2.0, 2.0, True, True, None),              # more queued: one pass reads it all
+    ("pause", 0.3, 0.2, False, False, AsrPass.SETTLE),
+    ("pause", 0.3, 0.0, False, False, None),            # nothing said since the last pass
+    ("pause", 0.3, 0.2, True, True, None),              # the speaker went on talking
+    ("pause", 0.3, 0.2, True, False, AsrPass.SETTLE),   # only silence queued after it
+    ("end", 0.5, 0.5, False, False, AsrPass.FINAL),
+    ("end", 0.0, 0.02, False, False, None),             # the pause pass read everything
+])
+def test_when_the_recogniser_reads_the_phrase(kind, fresh, voiced, audio_q, voice_q, expected):
+    assert asr_pass(kind, fresh_s=fresh, voiced_s=voiced, interval_s=0.8,
+                    audio_queued=audio_q, voice_queued=voice_q) == expected
+
+
+def test_an_unknown_listener_report_is_a_bug():
+    with pytest.raises(ValueError):
+        asr_pass("cough", fresh_s=0, voiced_s=0, interval_s=1, audio_queued=False,
+                 voice_queued=False)
+
+
+@pytest.mark.parametrize("backlog,speed", [(0, 1.0), (1.0, 1.0), (2.5, 1.15), (4.0, 1.3),
+                                           (30, 1.3)])
+def test_catchup_speed_rises_with_backlog_and_is_capped(backlog, speed):
+    assert catchup_speed(backlog, LatencyBudget()) == pytest.approx(speed)
+
+
+def test_speech_speed_combines_pace_and_catchup_under_a_cap():
+    b = LatencyBudget()
+    assert speech_speed(1.0, 1.0, 0.0, b) == 1.0
+    assert speech_speed(1.0, 1.2, 4.0, b) == pytest.approx(1.56)
+    assert speech_speed(1.5, 1.25, 10.0, b) == 2.0
+
+
+def test_shed_levels_have_hysteresis():
+    assert shed_level(0.1, 0) == 0
+    assert shed_level(0.6, 0) == 1
+    assert shed_level(0.4, 1) == 1  # not yet below the exit threshold
+    assert shed_level(0.1, 1) == 0
+    assert shed_level(5.0, 0) == 3
+    assert shed_level(1.0, 3) == 2  # level 2 is left only below 0.8 s
+    assert shed_level(0.5, 3) == 1
+    assert [asr_interval_factor(lv) for lv in range(4)] == [1.0, 2.0, 3.0, 6.0]
+
+
+def test_merge_before_skip():
+    b = LatencyBudget(merge_backlog_s=6.0, max_speech_lag_s=10.0)
+    assert not merge_waiting(6.0, b) and merge_waiting(6.1, b)
+    assert not skip_voice(10.0, b) and skip_voice(10.1, b)
