@@ -29,9 +29,8 @@ from babelcall.transports.conference.local_janus import (
     human,
     janus_available,
 )
-from babelcall.transports.tracks import PcmTrack
+from babelcall.transports.tracks import WIRE_RATE, PcmTrack
 
-RATE = 48000
 ROOM = 4242
 LEAD_IN_S = 1.0  # the bot sees the publisher, subscribes and connects during the lead-in
 
@@ -65,7 +64,7 @@ async def run_janus(engines: Engines, clips: list[Clip], source: str,
 async def _one(engines: Engines, server: JanusServer, bot: JoinBot, listener: Listener,
                clip: Clip, i: int, target: str) -> ClipScore:
     name = f"speaker{i}"
-    track = PcmTrack(load_file(clip.path, RATE), RATE, lead_in_s=LEAD_IN_S)
+    track = PcmTrack(load_file(clip.path, WIRE_RATE), WIRE_RATE, lead_in_s=LEAD_IN_S)
     conn, _ = await human(server, ROOM, name, track)
     try:
         rec = await listener.record(f"babelcall: {name} → {target}")
@@ -80,5 +79,5 @@ async def _one(engines: Engines, server: JanusServer, bot: JoinBot, listener: Li
         await rec.subscription.close()
     finally:
         await conn.leave()
-    return score_received(engines, clip, rec.captions, rec.arrivals, rec.audio, RATE, target,
+    return score_received(engines, clip, rec.captions, rec.arrivals, rec.audio, WIRE_RATE, target,
                           sent_start_ns=None, sent_s=track.sent_s, lead_in_s=LEAD_IN_S)

@@ -23,9 +23,8 @@ from babelcall.engines.registry import Engines
 from babelcall.realtime.audio import load_file
 from babelcall.transports.hub import ServerConfig
 from babelcall.transports.server import running
-from babelcall.transports.tracks import PcmTrack
+from babelcall.transports.tracks import WIRE_RATE, PcmTrack
 
-RATE = 48000
 LEAD_IN_S = 0.5   # the call connects and the first frames settle before the speech starts
 EARLY_NS = 100_000_000
 
@@ -37,7 +36,7 @@ async def run_loopback(engines: Engines, clips: list[Clip], source: str,
     async with running(engines, ServerConfig(source=source, target=target),
                        shutdown_timeout=5) as srv:
         for clip in clips:
-            track = PcmTrack(load_file(clip.path, RATE), RATE, lead_in_s=LEAD_IN_S)
+            track = PcmTrack(load_file(clip.path, WIRE_RATE), WIRE_RATE, lead_in_s=LEAD_IN_S)
             result = await run_call(track, srv.url, source, target, drain_timeout=60)
             scores.append(score_call(engines, clip, result, target))
     return scores

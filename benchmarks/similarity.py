@@ -76,9 +76,9 @@ class Row:
 
 def caller_speech(pcm: np.ndarray, vad: Any) -> np.ndarray:
     """The speech the VAD lets through, phrases joined (what a session feeds the builder)."""
-    from babelcall.realtime.listener import Listener, PhraseAudio, PhraseStart
+    from babelcall.realtime.phrases import PhraseAudio, PhraseDetector, PhraseStart
 
-    listener = Listener(vad)
+    listener = PhraseDetector(vad)
     heard = listener.feed(pcm) + listener.flush()
     parts = [h.pcm for h in heard if isinstance(h, PhraseStart | PhraseAudio)]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -22,8 +22,8 @@ from urllib.parse import urlencode, urljoin
 import numpy as np
 
 from babelcall.realtime.errors import BabelcallError
+from babelcall.transports.tracks import WIRE_RATE
 
-RATE = 48000
 LOUD_RMS = 0.01  # a received frame louder than this is translated speech, not silence
 
 
@@ -181,7 +181,7 @@ class Caller:
 
         from babelcall.realtime.audio import Resampler
 
-        resampler = Resampler(RATE)
+        resampler = Resampler(WIRE_RATE)
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await remote.recv()
@@ -227,7 +227,7 @@ async def run_call(track: Any, server: str, source: str, target: str, *,
         drained = await caller.finish(drain_timeout)
     finally:
         await caller.hang_up()
-    return CallResult(caller.audio, RATE, caller.records, sent_s, caller.first_audio_s,
+    return CallResult(caller.audio, WIRE_RATE, caller.records, sent_s, caller.first_audio_s,
                       time.monotonic() - caller.started, drained,
                       getattr(track, "started_ns", None), caller.arrivals)
 
@@ -263,7 +263,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     else:
         if not os.path.isfile(args.input):
             raise BabelcallError(f"{args.input}: no such file")
-        track = PcmTrack(load_file(args.input, RATE), RATE, lead_in_s=0.5)
+        track = PcmTrack(load_file(args.input, WIRE_RATE), WIRE_RATE, lead_in_s=0.5)
     captions = open(args.captions, "w", encoding="utf-8") if args.captions else None  # noqa: SIM115
 
     def on_record(rec: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """What every endpoint of a server shares: the engines, ONE Scheduler (so sessions share the
 models and admission control sees every session), the limits, and the registries of live
-calls, rooms and sockets that ``close()`` tears down on shutdown."""
+calls and rooms that ``close()`` tears down on shutdown. The hub owns its registries: calls
+and rooms add and remove themselves only through its methods."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
 
 from babelcall.engines.registry import Engines
 from babelcall.realtime.errors import UnsupportedLanguage
 from babelcall.realtime.scheduler import Overloaded, Scheduler
 from babelcall.realtime.session import Session, SessionConfig
-from babelcall.transports.gil import MEDIA_SWITCH_INTERVAL_S, GilSwitch
+from babelcall.transports.runtime import MEDIA_SWITCH_INTERVAL_S, Runtime
 from babelcall.transports.signaling import SignalingError
+
+if TYPE_CHECKING:
+    from babelcall.transports.ingest import Ingest
+    from babelcall.transports.rooms import Room
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +41,11 @@ class ServerConfig:
     max_ws_messages_per_s: float = 200.0
     max_ahead_s: float = 3.0            # input accepted ahead of real time (flood guard)
     ws_max_ahead_s: float = 30.0        # WebSocket clients may upload faster; then they wait
+    ws_hard_cap_s: float = 40.0         # ... and what still comes beyond this is dropped
     connect_timeout_s: float = 30.0
     ice_servers: list[str] = field(default_factory=list)
     cors_origin: str | None = None
-    # see transports/gil.py; None leaves the process setting alone
+    # see transports/runtime.py; None leaves the process setting alone
     gil_switch_interval_s: float | None = MEDIA_SWITCH_INTERVAL_S
 
 
@@ -46,17 +54,16 @@ class Hub:
                  scheduler: Scheduler | None = None) -> None:
         self.engines = engines
         self.config = config or ServerConfig()
-        self._own_scheduler = scheduler is None
-        self.scheduler = scheduler or Scheduler(engines, max_sessions=self.config.max_sessions)
-        self.ingests: dict[str, Any] = {}   # id -> Ingest
-        self.rooms: dict[str, Any] = {}     # name -> Room
+        self.runtime = Runtime(scheduler or engines, max_sessions=self.config.max_sessions,
+                               gil_switch_interval_s=self.config.gil_switch_interval_s)
+        self.scheduler = self.runtime.scheduler
+        self.ingests: dict[str, Ingest] = {}
+        self.rooms: dict[str, Room] = {}
         self._closers: set[Callable[[], Awaitable[None]]] = set()
         self.closing = False
-        self._gil = GilSwitch(self.config.gil_switch_interval_s)
 
     async def start(self) -> None:
-        self._gil.set()
-        await self.scheduler.start()
+        await self.runtime.start()
 
     def new_session(self, source: str, target: str, voice: str | None = None) -> Session:
         """A session on the shared scheduler, or the HTTP error that explains why not."""
@@ -66,12 +73,30 @@ class Hub:
             raise SignalingError(400, "bad_language", f"source and target are both '{source}'")
         config = SessionConfig(source, target, voice=voice or self.config.voice)
         try:
-            session = Session(self.engines, config, scheduler=self.scheduler)
+            return Session(self.scheduler, config)
         except Overloaded as exc:
             raise SignalingError(503, "overloaded", str(exc)) from exc
         except UnsupportedLanguage as exc:
             raise SignalingError(400, "unsupported_language", str(exc)) from exc
-        return session
+
+    # -- registries ---------------------------------------------------------------------------
+    def add_call(self, ingest: Ingest) -> None:
+        self.ingests[ingest.id] = ingest
+
+    def drop_call(self, call_id: str) -> None:
+        self.ingests.pop(call_id, None)
+
+    def room(self, name: str, make: Callable[[], Room]) -> Room:
+        """The room called ``name``, made with ``make`` if nobody is in it yet."""
+        if self.closing:
+            raise SignalingError(503, "shutting_down", "the server is shutting down")
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = make()
+        return room
+
+    def drop_room(self, name: str) -> None:
+        self.rooms.pop(name, None)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> Callable[[], None]:
         """Register something to close on shutdown; returns its unregister function."""
@@ -87,10 +112,11 @@ class Hub:
         for r in results:
             if isinstance(r, Exception):
                 log.warning("error while closing: %s", r)
-        if self._own_scheduler:
-            await self.scheduler.close()
-        self._gil.restore()
+        await self.runtime.close()
 
     def metrics(self) -> dict[str, Any]:
         return {**self.scheduler.metrics(), "calls": len(self.ingests),
                 "rooms": {name: len(r.participants) for name, r in self.rooms.items()}}
+
+
+HUB: web.AppKey[Hub] = web.AppKey("babelcall_hub", Hub)

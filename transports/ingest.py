@@ -19,8 +19,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from babelcall.transports.hub import Hub
-from babelcall.transports.link import Link
-from babelcall.transports.media import Output
+from babelcall.transports.interpreter import Interpreter
 from babelcall.transports.peer import Peer
 from babelcall.transports.signaling import Offer, SignalingError
 from babelcall.transports.tracks import DelayedTrack, OpusTrack
@@ -49,8 +48,10 @@ class Ingest:
         self.peer = Peer(offer, ice_servers=cfg.ice_servers,
                          connect_timeout_s=cfg.connect_timeout_s, on_close=self._peer_closed)
         self.id = self.peer.id
-        self.link = Link(self.session, max_ahead_s=cfg.max_ahead_s)
-        self.output = Output(self.session.clock)
+        self.interpreter = Interpreter.for_session(
+            self.session, mix=options.mix, mix_idle=options.mix_idle,
+            echo_guard=options.echo_guard, max_ahead_s=cfg.max_ahead_s)
+        self.link, self.output = self.interpreter.wired()
         self.video_relay = MediaRelay()
         self.viewers: dict[str, tuple[Peer, list[MediaStreamTrack]]] = {}
         self.sinks: dict[str, Callable[[dict[str, Any]], None]] = {}
@@ -59,32 +60,22 @@ class Ingest:
 
     async def open(self) -> str:
         """Answer the offer and start interpreting; on any error everything is freed."""
-        self.link.add_output(self.output.mixer)
         self.peer.on_message = self._message
         try:
             answer = await self.peer.answer(self._wire)
         except BaseException:
             await self.close()
             raise
-        self.hub.ingests[self.id] = self
-        self.output.start()
-        self.link.start()
+        self.hub.add_call(self)
+        await self.interpreter.start()
         return answer
 
     def _wire(self, peer: Peer) -> None:
         if peer.audio_in is None:
             raise SignalingError(400, "no_audio", "the offer's audio track could not be read")
-        opts = self.options
-        bed = None
-        idle = opts.mix if opts.mix_idle is None else opts.mix_idle
-        if opts.mix > 0 or idle > 0:
-            bed = self.output.mixer.add_lane(speech=False, gain=idle, duck_gain=opts.mix,
-                                             max_queue_s=0.3, preroll_s=0.06)
-        mixer = self.output.mixer
-        gate = (lambda: mixer.speaking(0.4)) if opts.echo_guard else None
-        self.link.feed(peer.audio_in, bed=bed, gate=gate, on_end=self.close)
-        track = self.output.subscribe(opus=peer.offer.audio.opus) if peer.wants("audio") \
-            else None
+        self.interpreter.listen(peer.audio_in, on_end=self.close)
+        track = self.interpreter.output_track(opus=peer.offer.audio.opus) \
+            if peer.wants("audio") else None
         if track is not None:
             peer.add_track(track)
         self.link.add_sink(_captions(peer, track))
@@ -162,12 +153,11 @@ class Ingest:
         if self.closed:
             return
         self.closed = True
-        self.hub.ingests.pop(self.id, None)
+        self.hub.drop_call(self.id)
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
-        await self.link.close()
-        await self.output.stop()
+        await self.interpreter.stop()
         await asyncio.gather(*(p.close() for p, _ in list(self.viewers.values())),
                              return_exceptions=True)
         await self.peer.close()

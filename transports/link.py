@@ -1,13 +1,10 @@
-"""A Session wired to live media: audio tracks in, translated speech out into mixer lanes,
-events out as JSON captions to any number of sinks (data channels, WebSockets, SSE) and as
-raw events to in-process subscribers (the bot API).
+"""A Session wired to live media: its input (``Inbound``), translated speech out into mixer
+inputs, events out as JSON captions to any number of sinks (data channels, WebSockets, SSE)
+and as raw events to in-process subscribers (the bot API).
 
 The link is the one place that knows both sides of the session, so it is where the sink's
-backlog goes back to the session (``report_backlog``), where the latency a listener actually
-gets is measured (the moment a clause's first sample leaves the mixer), and where input is
-guarded: frames beyond real time are dropped (a flooding peer cannot queue minutes of work),
-pts gaps (lost packets, a muted sender) become silence so the session's timeline stays on the
-wall clock, and the echo guard feeds silence while our own translation is playing."""
+backlog goes back to the session (``report_backlog``) and where the latency a listener
+actually gets is measured (the moment a clause's first sample leaves the mixer)."""
 
 from __future__ import annotations
 
@@ -17,61 +14,38 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from babelcall.realtime.audio import Resampler
 from babelcall.realtime.errors import BabelcallError, SessionClosed
 from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.session import Session
 from babelcall.realtime.types import Event, SynthAudio
-from babelcall.transports.media import RATE, Lane, Mixer, to_rate
+from babelcall.transports.inbound import Inbound
+from babelcall.transports.media import Mixer, MixerInput, Upsampler
 from babelcall.transports.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]
-MAX_GAP_S = 2.0  # longer pts gaps are a paused sender, not loss: no silence is invented
-
-
-class RateGuard:
-    """Accept audio only up to ``max_ahead_s`` ahead of the wall clock since the first frame."""
-
-    def __init__(self, max_ahead_s: float) -> None:
-        self.max_ahead_s = max_ahead_s
-        self.accepted_s = 0.0
-        self.dropped_s = 0.0
-        self._t0: float | None = None
-
-    def ahead_s(self, now_s: float) -> float:
-        if self._t0 is None:
-            self._t0 = now_s
-        return self.accepted_s - (now_s - self._t0)
-
-    def accept(self, seconds: float, now_s: float) -> bool:
-        if self.ahead_s(now_s) + seconds > self.max_ahead_s + 1e-6:
-            self.dropped_s += seconds
-            return False
-        self.accepted_s += seconds
-        return True
 
 
 class Link:
     def __init__(self, session: Session, *, label: str | None = None,
-                 max_ahead_s: float = 3.0) -> None:
+                 max_ahead_s: float = 3.0, hard_cap_s: float | None = None) -> None:
+        """``max_ahead_s``/``hard_cap_s``: the input's flood guard (see ``Inbound``)."""
         self.session = session
         self.clock = session.clock
         self.label = label
-        self.max_ahead_s = max_ahead_s
+        self.inbound = Inbound(session, max_ahead_s=max_ahead_s, hard_cap_s=hard_cap_s)
         self.origin_ns = self.clock.now_ns()
-        self.outputs: list[tuple[Mixer, Lane]] = []
+        self.outputs: list[tuple[Mixer, MixerInput]] = []
         self.sinks: list[Sink] = []
         self.audio_sinks: list[Callable[[SynthAudio], None]] = []  # raw speech (WebSocket)
-        self.backlog: Callable[[], float] | None = None  # a sink without lanes says its own
+        self.backlog: Callable[[], float] | None = None  # a sink without inputs says its own
         self.finished = asyncio.Event()  # the session ended and its audio has played out
         self.ending = False
         self.closed = False
-        self.audio_out_ms: list[float] = []
-        self.dropped_s = 0.0
+        self._out = _Latencies()  # when each clause started playing (bounded figures)
+        self._upsampler = Upsampler()
         self._queues: list[asyncio.Queue[Event | None]] = []
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -81,7 +55,7 @@ class Link:
         self._tasks += [asyncio.create_task(self._pump(), name="link-events"),
                         asyncio.create_task(self._tick(), name="link-tick")]
 
-    def add_output(self, mixer: Mixer) -> Lane:
+    def add_output(self, mixer: Mixer) -> MixerInput:
         lane = mixer.add_lane(speech=True)
         self.outputs.append((mixer, lane))
         return lane
@@ -104,13 +78,14 @@ class Link:
         self._queues.append(q)
         return q
 
-    def feed(self, track: MediaStreamTrack, *, bed: Lane | None = None,
+    def feed(self, track: MediaStreamTrack, *, bed: MixerInput | None = None,
              gate: Callable[[], bool] | None = None,
              on_end: Callable[[], Any] | None = None) -> asyncio.Task[None]:
-        """Read ``track`` into the session (and into ``bed``, the original-voice lane of a
+        """Read ``track`` into the session (and into ``bed``, the original-voice input of a
         mixer). While ``gate()`` is true the session hears silence (echo guard). ``on_end``
         runs when the track ends (the peer is gone)."""
-        task = asyncio.create_task(self._feed(track, bed, gate, on_end), name="link-feed")
+        self.inbound.bed, self.inbound.gate = bed, gate
+        task = asyncio.create_task(self._feed(track, on_end), name="link-feed")
         self._tasks.append(task)
         return task
 
@@ -153,36 +128,12 @@ class Link:
                 log.debug("caption sink failed", exc_info=True)
                 self.remove_sink(sink)
 
-    async def _feed(self, track: MediaStreamTrack, bed: Lane | None,
-                    gate: Callable[[], bool] | None, on_end: Callable[[], Any] | None) -> None:
-        resampler = Resampler(RATE)
-        guard = RateGuard(self.max_ahead_s)
-        next_pts: int | None = None
+    async def _feed(self, track: MediaStreamTrack, on_end: Callable[[], Any] | None) -> None:
         try:
             while True:
                 frame = await track.recv()
-                if self.ending or self.closed:
-                    continue  # keep draining the receiver so nothing piles up
-                now_s = self.clock.now_ns() / 1e9
-                gap = 0.0
-                if frame.pts is not None and frame.time_base is not None:
-                    if next_pts is not None and frame.pts > next_pts:
-                        gap = float((frame.pts - next_pts) * frame.time_base)
-                    next_pts = frame.pts + frame.samples
-                if not guard.accept(frame.samples / frame.sample_rate, now_s):
-                    self.dropped_s = guard.dropped_s
-                    continue
-                try:
-                    pcm = resampler.push(frame)
-                except Exception as exc:  # a frame PyAV cannot convert: skip it
-                    log.debug("undecodable frame: %s", exc)
-                    continue
-                if bed is not None:
-                    bed.push(pcm)
-                heard = np.zeros_like(pcm) if gate is not None and gate() else pcm
-                if 0.02 < gap <= MAX_GAP_S:
-                    self.session.push(np.zeros(int(gap * RATE), np.float32), RATE)
-                self.session.push(heard, RATE)
+                if not (self.ending or self.closed):  # else drain: nothing piles up
+                    self.inbound.frame(frame)
         except (MediaStreamError, SessionClosed):
             pass
         except BabelcallError as exc:
@@ -201,35 +152,38 @@ class Link:
             if isinstance(ev, SynthAudio):
                 for audio_sink in self.audio_sinks:
                     audio_sink(ev)
-            if isinstance(ev, SynthAudio) and self.outputs:
-                pcm = to_rate(ev.pcm, ev.rate)
-                played: list[bool] = []
-
-                def started(now_ns: int, ev: SynthAudio = ev, arrival: int = arrival,
-                            played: list[bool] = played) -> None:
-                    if not played:
-                        played.append(True)
-                        self._audio_out(ev, arrival, now_ns)
-
-                for _, lane in self.outputs:
-                    lane.push(pcm, on_start=started)
-                self._report_backlog()
+                if self.outputs:
+                    self._play(ev, arrival)
             self.emit(rec)
             for q in self._queues:
                 q.put_nowait(ev)
         if self.closed:
             return
         while any(lane.queued for _, lane in self.outputs):
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.1 if self.outputs else 0)  # the last frame leaves the mixer
+            await self.clock.sleep(0.05)
+        await self.clock.sleep(0.1 if self.outputs else 0)  # the last frame leaves the mixer
         self.emit({"type": "done", **self.summary()})
         for q in self._queues:
             q.put_nowait(None)
         self.finished.set()
 
+    def _play(self, ev: SynthAudio, arrival_ns: int) -> None:
+        """Queue a chunk on every output; the first one to play it stamps ``audio_out``."""
+        pcm = self._upsampler.convert(ev.pcm, ev.rate)
+        played: list[bool] = []
+
+        def started(now_ns: int) -> None:
+            if not played:
+                played.append(True)
+                self._audio_out(ev, arrival_ns, now_ns)
+
+        for _, lane in self.outputs:
+            lane.push(pcm, on_start=started)
+        self._report_backlog()
+
     def _audio_out(self, ev: SynthAudio, arrival_ns: int, now_ns: int) -> None:
         latency = round((now_ns - arrival_ns) / 1e6, 1)
-        self.audio_out_ms.append(latency)
+        self._out.add(latency)
         self.emit({"type": "audio_out", "utt": ev.utt, "seq": ev.seq, "text": ev.text,
                    "src_end": ev.src.end, "wall_ms": round((now_ns - self.origin_ns) / 1e6, 1),
                    "latency_ms": latency})
@@ -244,7 +198,7 @@ class Link:
         """Backlog to the session ten times a second; stats to the sinks once a second."""
         n = 0
         while True:
-            await asyncio.sleep(0.1)
+            await self.clock.sleep(0.1)
             self._report_backlog()
             n += 1
             if n % 10 == 0:
@@ -252,8 +206,23 @@ class Link:
                     self.emit({"type": "stats", **self.session.metrics(), **self.summary()})
 
     def summary(self) -> dict[str, Any]:
-        lat = self.audio_out_ms
-        return {"audio_out": len(lat),
-                "first_audio_out_ms": lat[0] if lat else None,
-                "mean_audio_out_ms": round(sum(lat) / len(lat), 1) if lat else None,
-                "dropped_input_s": round(self.dropped_s, 2)}
+        out = self._out
+        return {"audio_out": out.count, "first_audio_out_ms": out.first,
+                "mean_audio_out_ms": round(out.total / out.count, 1) if out.count else None,
+                "dropped_input_s": round(self.inbound.dropped_s, 2)}
+
+
+class _Latencies:
+    """Count, first and sum of a call's audio_out latencies: constant memory however long
+    the call (every value also went out in its own caption record)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: float | None = None
+        self.total = 0.0
+
+    def add(self, ms: float) -> None:
+        self.count += 1
+        self.total += ms
+        if self.first is None:
+            self.first = ms

@@ -22,13 +22,13 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.audio import Resampler, frame_from_array
 from babelcall.realtime.clock import Clock, SystemClock
-from babelcall.transports.tracks import FRAME, RATE, TRACK_PREFIX, OpusTrack, Pacer
+from babelcall.transports.tracks import FRAME, TRACK_PREFIX, WIRE_RATE, OpusTrack, Pacer
 
-__all__ = ["FRAME", "RATE", "Lane", "Mixer", "Output", "to_rate"]
+__all__ = ["FRAME", "WIRE_RATE", "Mixer", "MixerInput", "Output", "Upsampler"]
 log = logging.getLogger(__name__)
 
 
-class Lane:
+class MixerInput:
     """A FIFO of 48 kHz mono float32 audio feeding a Mixer. ``speech`` lanes carry translated
     speech (their activity ducks the others); bed lanes carry live audio (the original voice) and
     stay short: they drop their oldest audio beyond ``max_queue_s`` and wait for ``preroll_s``
@@ -39,8 +39,8 @@ class Lane:
         self.gain = gain
         self.duck_gain = gain if duck_gain is None else duck_gain
         self.speech = speech
-        self.max_queue = int(max_queue_s * RATE) if max_queue_s else None
-        self.preroll = int(preroll_s * RATE)
+        self.max_queue = int(max_queue_s * WIRE_RATE) if max_queue_s else None
+        self.preroll = int(preroll_s * WIRE_RATE)
         self.queued = 0
         self._chunks: collections.deque[tuple[np.ndarray, Callable[[int], None] | None]] = \
             collections.deque()
@@ -49,7 +49,7 @@ class Lane:
 
     @property
     def queued_s(self) -> float:
-        return self.queued / RATE
+        return self.queued / WIRE_RATE
 
     def push(self, pcm: np.ndarray, on_start: Callable[[int], None] | None = None) -> None:
         """Queue audio; ``on_start(now_ns)`` runs when its first sample goes out."""
@@ -106,21 +106,21 @@ class Mixer(MediaStreamTrack):
         super().__init__()
         self._id = f"{TRACK_PREFIX}{uuid.uuid4()}"
         self.clock = clock or SystemClock()
-        self.lanes: list[Lane] = []
+        self.lanes: list[MixerInput] = []
         self.hold_ns = int(hold_s * 1e9)
         self.last_speech_ns = -(1 << 62)
         self.frames = 0
         self.speech_frames = 0
-        self._pacer = Pacer(RATE, FRAME, self.clock)
+        self._pacer = Pacer(WIRE_RATE, FRAME, self.clock)
         self._duck = 0.0  # 0: bed at gain, 1: bed at duck_gain
-        self._time_base = fractions.Fraction(1, RATE)
+        self._time_base = fractions.Fraction(1, WIRE_RATE)
 
-    def add_lane(self, **kw: float | bool | None) -> Lane:
-        lane = Lane(**kw)  # type: ignore[arg-type]
+    def add_lane(self, **kw: float | bool | None) -> MixerInput:
+        lane = MixerInput(**kw)  # type: ignore[arg-type]
         self.lanes.append(lane)
         return lane
 
-    def remove_lane(self, lane: Lane) -> None:
+    def remove_lane(self, lane: MixerInput) -> None:
         if lane in self.lanes:
             self.lanes.remove(lane)
 
@@ -155,7 +155,7 @@ class Mixer(MediaStreamTrack):
             if pcm is not None:
                 out += pcm * (lane.gain + (lane.duck_gain - lane.gain) * ramp)
         self.frames += 1
-        frame = frame_from_array((np.clip(out, -1.0, 1.0) * 32767).astype(np.int16), RATE)
+        frame = frame_from_array((np.clip(out, -1.0, 1.0) * 32767).astype(np.int16), WIRE_RATE)
         frame.pts = pts
         frame.time_base = self._time_base
         return frame
@@ -183,6 +183,22 @@ class Output:
         except MediaStreamError:
             pass
 
+    def original_voice(self, mix: float, mix_idle: float | None = None
+                       ) -> MixerInput | None:
+        """An input for the speaker's own voice under the translation: at ``mix`` while
+        translated speech plays, at ``mix_idle`` (default: ``mix``) between phrases; short
+        (jitter neither piles up delay nor makes it choppy). None when both levels are 0."""
+        idle = mix if mix_idle is None else mix_idle
+        if mix <= 0 and idle <= 0:
+            return None
+        return self.mixer.add_lane(speech=False, gain=idle, duck_gain=mix, max_queue_s=0.3,
+                                   preroll_s=0.06)
+
+    def echo_gate(self, hold_s: float = 0.4) -> Callable[[], bool]:
+        """True while translated speech goes out (and ``hold_s`` after): the input is then
+        fed silence, so an open speaker's translation is never translated back."""
+        return lambda: self.mixer.speaking(hold_s)
+
     def subscribe(self, *, opus: bool = False) -> MediaStreamTrack:
         """A new consumer's track; every frame in order (buffered relay). ``opus``: packets
         encoded on the loop, for an RTCPeerConnection sender that negotiated Opus."""
@@ -209,11 +225,20 @@ class Output:
             await asyncio.gather(self._pump, return_exceptions=True)
 
 
-def to_rate(pcm: np.ndarray, rate: int, target: int = RATE) -> np.ndarray:
-    """Resample one self-contained chunk (a synthesised clause) to ``target``."""
-    if rate == target or not len(pcm):
-        return pcm.astype(np.float32, copy=False)
-    r = Resampler(target)
-    return np.concatenate([r.push(frame_from_array(pcm, rate)), r.flush()])
+class Upsampler:
+    """Synthesised speech (any rate) to the wire rate, one stream per sink: a resampler built
+    per chunk costs ~1 ms each time, and one kept across chunks carries its filter state from
+    one piece of speech into the next (it holds back a few samples, under 1 ms, until the
+    next chunk)."""
 
+    def __init__(self, target: int = WIRE_RATE) -> None:
+        self.target = target
+        self._rate: int | None = None
+        self._resampler: Resampler | None = None
 
+    def convert(self, pcm: np.ndarray, rate: int) -> np.ndarray:
+        if rate == self.target or not len(pcm):
+            return pcm.astype(np.float32, copy=False)
+        if rate != self._rate or self._resampler is None:
+            self._rate, self._resampler = rate, Resampler(self.target)
+        return self._resampler.push(frame_from_array(pcm, rate))

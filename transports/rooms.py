@@ -24,7 +24,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from babelcall.realtime.audio import Resampler
 from babelcall.transports.hub import Hub
 from babelcall.transports.link import Link
-from babelcall.transports.media import RATE, Lane, Output
+from babelcall.transports.media import WIRE_RATE, MixerInput, Output
 from babelcall.transports.peer import Peer
 from babelcall.transports.signaling import Offer, SignalingError
 
@@ -43,7 +43,7 @@ class Participant:
         self.output = Output()
         self.relay = MediaRelay()
         self.links: dict[str, Link] = {}  # target language -> this speaker's session
-        self.voices: dict[str, tuple[Lane, asyncio.Task[None]]] = {}  # same-language speakers
+        self.voices: dict[str, tuple[MixerInput, asyncio.Task[None]]] = {}  # same-language speakers
         self._drain: asyncio.Task[None] | None = None
 
     def input(self) -> MediaStreamTrack:
@@ -51,8 +51,7 @@ class Participant:
         return self.relay.subscribe(self.peer.audio_in)
 
     def gate(self) -> Callable[[], bool] | None:
-        mixer = self.output.mixer
-        return (lambda: mixer.speaking(0.4)) if self.echo_guard else None
+        return self.output.echo_gate() if self.echo_guard else None
 
     def start(self) -> None:
         self.output.start()
@@ -75,9 +74,9 @@ async def _discard(track: MediaStreamTrack) -> None:
             await track.recv()
 
 
-async def _voice(track: MediaStreamTrack, lane: Lane) -> None:
+async def _voice(track: MediaStreamTrack, lane: MixerInput) -> None:
     """A same-language speaker's own voice into a listener's mixer."""
-    resampler = Resampler(RATE)
+    resampler = Resampler(WIRE_RATE)
     with contextlib.suppress(MediaStreamError):
         while True:
             lane.push(resampler.push(await track.recv()))
@@ -144,8 +143,8 @@ class Room:
             return p.id, answer
 
     def _connect_voice(self, speaker: Participant, listener: Participant) -> None:
-        lane = listener.output.mixer.add_lane(speech=False, gain=1.0, duck_gain=0.5,
-                                              max_queue_s=0.3, preroll_s=0.06)
+        lane = listener.output.original_voice(mix=0.5, mix_idle=1.0)
+        assert lane is not None
         task = asyncio.create_task(_voice(speaker.input(), lane))
         listener.voices[speaker.id] = (lane, task)
 
@@ -166,7 +165,7 @@ class Room:
                 task.cancel()
                 q.output.mixer.remove_lane(lane)
         if not self.participants:
-            self.hub.rooms.pop(self.name, None)
+            self.hub.drop_room(self.name)
         await asyncio.gather(*(link.close() for link in closing), return_exceptions=True)
         await p.stop()
         log.info("room %s: %s left, %d present", self.name, pid, len(self.participants))

@@ -34,7 +34,7 @@ from aiohttp import web
 from babelcall.engines.registry import Engines
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.scheduler import Scheduler
-from babelcall.transports.hub import Hub, ServerConfig
+from babelcall.transports.hub import HUB, Hub, ServerConfig
 from babelcall.transports.ingest import CallOptions, Ingest
 from babelcall.transports.rooms import Room
 from babelcall.transports.signaling import (
@@ -49,7 +49,6 @@ from babelcall.transports.signaling import (
 from babelcall.transports.websocket import websocket_handler
 
 log = logging.getLogger(__name__)
-HUB: web.AppKey[Hub] = web.AppKey("babelcall_hub", Hub)
 BROWSER = Path(__file__).resolve().parent.parent / "clients" / "browser"
 PUBLIC = {"/", "/client.js", "/health"}
 ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -272,14 +271,12 @@ async def room_join(request: web.Request) -> web.Response:
     lang = language(request.query.get("lang"), "lang")
     guard = request.query.get("echo_guard", "1").lower() not in ("0", "false", "no", "off")
     offer_ = parse_offer(await _sdp_body(request), need_send=True, need_receive=False)
-    if hub.closing:
-        raise SignalingError(503, "shutting_down", "the server is shutting down")
-    room = hub.rooms.setdefault(name, Room(hub, name))
+    room = hub.room(name, lambda: Room(hub, name))
     try:
         pid, answer = await room.join(offer_, lang, echo_guard=guard)
     finally:
         if not room.participants:
-            hub.rooms.pop(name, None)
+            hub.drop_room(name)
     return _sdp_answer(answer, f"/rooms/{name}/{pid}")
 
 

@@ -16,9 +16,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from babelcall.realtime.audio import frame_from_array
 from babelcall.realtime.clock import Clock, SystemClock
 
-RATE = 48000
+WIRE_RATE = 48000  # what goes over WebRTC: Opus' native rate, so the encoder never resamples
 PTIME = 0.02
-FRAME = int(RATE * PTIME)
+FRAME = int(WIRE_RATE * PTIME)
 # Tracks babelcall produces carry this id prefix (it travels in the SDP msid), so an offer
 # that sends one of them back is recognised and never translated again (the loop guard).
 TRACK_PREFIX = "babelcall-"
@@ -44,7 +44,7 @@ class Pacer:
             return self.pts
         wait = self._start_ns + self.pts * 1_000_000_000 // self.rate - now
         if wait > 0:
-            await asyncio.sleep(wait / 1e9)
+            await self.clock.sleep(wait / 1e9)
         elif -wait > self.max_lag_ns:
             self._start_ns -= wait
             self.resyncs += 1
@@ -70,10 +70,10 @@ class OpusTrack(MediaStreamTrack):
         self.codec.bit_rate = bitrate
         self.codec.format = "s16"
         self.codec.layout = "mono"
-        self.codec.sample_rate = RATE
-        self.codec.time_base = fractions.Fraction(1, RATE)
+        self.codec.sample_rate = WIRE_RATE
+        self.codec.time_base = fractions.Fraction(1, WIRE_RATE)
         self.codec.options = {"application": "voip"}
-        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE,
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=WIRE_RATE,
                                             frame_size=FRAME)
         self._packets: collections.deque[av.Packet] = collections.deque()
         self._count = 0
@@ -99,7 +99,7 @@ class OpusTrack(MediaStreamTrack):
                 self._packets.extend(self.codec.encode(chunk))
         packet = self._packets.popleft()
         packet.pts = self._count * FRAME  # one packet per 20 ms, on a continuous clock
-        packet.time_base = fractions.Fraction(1, RATE)
+        packet.time_base = fractions.Fraction(1, WIRE_RATE)
         self._count += 1
         return packet
 
@@ -167,7 +167,7 @@ class PcmTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, pcm: np.ndarray, rate: int = RATE, *, clock: Clock | None = None,
+    def __init__(self, pcm: np.ndarray, rate: int = WIRE_RATE, *, clock: Clock | None = None,
                  lead_in_s: float = 0.0) -> None:
         super().__init__()
         lead = np.zeros(int(lead_in_s * rate), dtype=np.float32)

@@ -25,15 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from typing import Any
 
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from babelcall.realtime.clock import Clock
 from babelcall.realtime.errors import BabelcallError
+from babelcall.realtime.playout import PlayoutClock
 from babelcall.realtime.types import SynthAudio
-from babelcall.transports.link import Link, RateGuard
+from babelcall.transports.hub import HUB
+from babelcall.transports.link import Link
 from babelcall.transports.signaling import SignalingError, language
 
 ENCODED = (b"RIFF", b"OggS", b"ID3", b"fLaC", b"\x1aE\xdf\xa3", b"\x00\x00\x00\x1cftyp")
@@ -65,11 +67,12 @@ def parse_config(params: dict[str, Any]) -> tuple[str, str, int]:
 class _Bucket:
     """Messages per second, with a burst of twice that."""
 
-    def __init__(self, rate: float) -> None:
-        self.rate, self.tokens, self.t = rate, 2 * rate, time.monotonic()
+    def __init__(self, rate: float, clock: Clock) -> None:
+        self.clock = clock
+        self.rate, self.tokens, self.t = rate, 2 * rate, clock.now_ns() / 1e9
 
     def take(self) -> bool:
-        now = time.monotonic()
+        now = self.clock.now_ns() / 1e9
         self.tokens = min(2 * self.rate, self.tokens + (now - self.t) * self.rate)
         self.t = now
         self.tokens -= 1
@@ -77,8 +80,6 @@ class _Bucket:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    from babelcall.transports.server import HUB
-
     hub = request.app[HUB]
     cfg = hub.config
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4 * cfg.max_ws_message_bytes)
@@ -101,10 +102,16 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         except SignalingError as exc:
             raise ProtocolError(1013 if exc.status == 503 else 1008, exc.code, str(exc)) \
                 from None
-        link = Link(session, max_ahead_s=cfg.ws_max_ahead_s)
-        play = _VirtualPlayout(session.clock.now_ns)
-        link.backlog = play.backlog_s
-        link.audio_sinks.append(lambda ev: out.put_nowait(play.add(ev)))
+        link = Link(session, max_ahead_s=cfg.ws_max_ahead_s, hard_cap_s=cfg.ws_hard_cap_s)
+        play = PlayoutClock()  # what the client, playing our audio as it comes, has queued
+        now_ns = session.clock.now_ns
+        link.backlog = lambda: play.backlog_s(now_ns())
+
+        def speech(ev: SynthAudio) -> None:
+            play.place(now_ns(), ev.duration)
+            out.put_nowait((np.clip(ev.pcm, -1, 1) * 32767).astype("<i2").tobytes())
+
+        link.audio_sinks.append(speech)
         link.add_sink(send)
         link.start()
         send({"type": "ready", "session": session.id, "rate": hub.engines.tts.sample_rate,
@@ -159,15 +166,12 @@ def _json(text: str) -> dict[str, Any]:
 async def _read(ws: web.WebSocketResponse, link: Link, rate: int, max_bytes: int,
                 max_per_s: float, send: Any) -> bool:
     """Audio into the session until the client ends (True), closes (False) or breaks the
-    protocol (ProtocolError)."""
-    guard = RateGuard(link.max_ahead_s)
-    bucket = _Bucket(max_per_s)
+    protocol (ProtocolError). Far ahead of real time, it stops reading for a while (TCP
+    backpressure); what still arrives beyond the hard cap is dropped and counted."""
+    bucket = _Bucket(max_per_s, link.clock)
     first = True
-    clock = link.clock
     while True:
-        ahead = guard.ahead_s(clock.now_ns() / 1e9)
-        if ahead > link.max_ahead_s:  # far ahead of real time: stop reading for a while
-            await asyncio.sleep(ahead - link.max_ahead_s)
+        await link.inbound.wait()
         msg = await ws.receive()
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
             return False
@@ -199,12 +203,9 @@ async def _read(ws: web.WebSocketResponse, link: Link, rate: int, max_bytes: int
             raise ProtocolError(1003, "not_pcm", f"binary message of {len(data)} bytes: "
                                                  "PCM s16le needs an even number of bytes")
         first = False
-        pcm = np.frombuffer(data, dtype="<i2")
-        if not len(pcm):
-            continue
-        guard.accept(len(pcm) / rate, clock.now_ns() / 1e9)
+        pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
         try:
-            link.session.push(pcm.astype(np.int16), rate)
+            link.inbound.pcm(pcm, rate)
         except BabelcallError as exc:
             raise ProtocolError(1003, "bad_audio", str(exc)) from None
 
@@ -219,20 +220,3 @@ async def _write(ws: web.WebSocketResponse, out: asyncio.Queue[str | bytes | Non
                 await ws.send_bytes(item)
             else:
                 await ws.send_str(item)
-
-
-class _VirtualPlayout:
-    """What a client playing our audio as it comes still has queued: how the session learns
-    its backlog when the sink is across a socket."""
-
-    def __init__(self, now_ns: Any) -> None:
-        self.now_ns = now_ns
-        self.end_ns = 0
-
-    def add(self, ev: SynthAudio) -> bytes:
-        now = self.now_ns()
-        self.end_ns = max(self.end_ns, now) + int(ev.duration * 1e9)
-        return (np.clip(ev.pcm, -1, 1) * 32767).astype("<i2").tobytes()
-
-    def backlog_s(self) -> float:
-        return max(0.0, (self.end_ns - self.now_ns()) / 1e9)

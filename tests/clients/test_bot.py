@@ -60,11 +60,14 @@ def test_interpreter_translates_an_attached_track():
 
 def test_interpreter_with_plain_engines_and_a_video_track_is_refused():
     async def main():
+        own = None
         async with Interpreter(fake_engines(), "en", "es") as interp:
             from aiortc.mediastreams import VideoStreamTrack
 
             with pytest.raises(ValueError):
                 interp.attach(VideoStreamTrack())
-            assert interp.session.scheduler is None
+            own = interp.session.scheduler
+            assert own.sessions == {interp.session}  # a scheduler of its own
+        assert own.sessions == set()
 
     asyncio.run(main())

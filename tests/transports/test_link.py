@@ -11,6 +11,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from fakes import RATE, fake_engines, tone_phrases
 
 from babelcall.realtime.audio import frame_from_array
+from babelcall.realtime.scheduler import Scheduler
 from babelcall.realtime.session import Session, SessionConfig
 from babelcall.realtime.types import SpeechStarted, SynthAudio, Translation
 from babelcall.transports.link import Link
@@ -18,6 +19,11 @@ from babelcall.transports.media import Mixer
 from babelcall.transports.tracks import PcmTrack
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def session() -> Session:
+    """A session on stand-in engines and a scheduler of its own (real time: links pace)."""
+    return Session(Scheduler(fake_engines()), SessionConfig("en", "es"))
 
 
 async def _consume(mixer: Mixer, stop: asyncio.Event) -> list[float]:
@@ -30,7 +36,7 @@ async def _consume(mixer: Mixer, stop: asyncio.Event) -> list[float]:
 
 def test_link_turns_speech_into_captions_and_paced_audio():
     async def main():
-        link = Link(Session(fake_engines(), SessionConfig("en", "es")))
+        link = Link(session())
         mixer = Mixer()
         link.add_output(mixer)
         records = []
@@ -62,12 +68,12 @@ def test_link_turns_speech_into_captions_and_paced_audio():
     spoken = sum(e.duration for e in events if isinstance(e, SynthAudio))
     loud = sum(v > 0.05 for v in levels) * 0.02
     assert loud == pytest.approx(spoken, abs=0.1)  # every synthesised sample went out
-    assert link.session.scheduler is None and link.closed
+    assert link.closed and not link.session.scheduler.sessions  # the slot is free
 
 
 def test_echo_guard_mutes_the_input_while_the_gate_is_closed():
     async def heard(gate):
-        link = Link(Session(fake_engines(), SessionConfig("en", "es")))
+        link = Link(session())
         events = link.subscribe()
         link.start()
         track = PcmTrack(tone_phrases(0.8, gap=0.5), RATE)
@@ -104,7 +110,7 @@ class _GappyTrack(MediaStreamTrack):
 
 def test_pts_gaps_become_silence_so_the_session_stays_on_the_wall_clock():
     async def main():
-        link = Link(Session(fake_engines(), SessionConfig("en", "es")))
+        link = Link(session())
         link.start()
         ended = asyncio.Event()
         await asyncio.wait_for(link.feed(_GappyTrack(), on_end=ended.set), 5)
@@ -121,7 +127,7 @@ def test_pts_gaps_become_silence_so_the_session_stays_on_the_wall_clock():
 
 def test_input_beyond_real_time_is_dropped():
     async def main():
-        link = Link(Session(fake_engines(), SessionConfig("en", "es")), max_ahead_s=0.5)
+        link = Link(session(), max_ahead_s=0.5)
         link.start()
 
         class Flood(MediaStreamTrack):
@@ -137,7 +143,7 @@ def test_input_beyond_real_time_is_dropped():
                 return frame
 
         await link.feed(Flood())
-        dropped = link.dropped_s
+        dropped = link.inbound.dropped_s
         await link.close()
         return dropped
 

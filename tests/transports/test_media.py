@@ -11,10 +11,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from transport_utils import make_offer
 
 from babelcall.realtime.clock import SystemClock
-from babelcall.transports.link import RateGuard
-from babelcall.transports.media import Lane, Mixer
+from babelcall.transports.inbound import RateGuard
+from babelcall.transports.media import Mixer, MixerInput
 from babelcall.transports.signaling import SignalingError, parse_offer
-from babelcall.transports.tracks import FRAME, RATE, DelayedTrack, Pacer, PcmTrack
+from babelcall.transports.tracks import FRAME, WIRE_RATE, DelayedTrack, Pacer, PcmTrack
 from babelcall.transports.websocket import ProtocolError, parse_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_pacer_keeps_real_time_with_continuous_pts():
     async def main():
-        pacer = Pacer(RATE, FRAME, SystemClock())
+        pacer = Pacer(WIRE_RATE, FRAME, SystemClock())
         t0 = time.monotonic()
         pts = [await pacer.next() for _ in range(26)]
         return pts, time.monotonic() - t0
@@ -34,7 +34,7 @@ def test_pacer_keeps_real_time_with_continuous_pts():
 
 def test_pacer_moves_its_start_after_a_stall_instead_of_bursting():
     async def main():
-        pacer = Pacer(RATE, FRAME, SystemClock(), max_lag_s=0.2)
+        pacer = Pacer(WIRE_RATE, FRAME, SystemClock(), max_lag_s=0.2)
         await pacer.next()
         time.sleep(0.5)  # the event loop was blocked
         a = await pacer.next()
@@ -48,7 +48,7 @@ def test_pacer_moves_its_start_after_a_stall_instead_of_bursting():
 
 
 def test_lane_plays_chunks_in_order_and_reports_when_each_starts():
-    lane = Lane()
+    lane = MixerInput()
     started = []
     lane.push(np.ones(600, np.float32), on_start=lambda ns: started.append(("a", ns)))
     lane.push(np.full(600, 2.0, np.float32), on_start=lambda ns: started.append(("b", ns)))
@@ -61,12 +61,12 @@ def test_lane_plays_chunks_in_order_and_reports_when_each_starts():
 
 
 def test_bed_lane_stays_short_and_waits_for_its_preroll():
-    lane = Lane(speech=False, max_queue_s=0.1, preroll_s=0.04)
+    lane = MixerInput(speech=False, max_queue_s=0.1, preroll_s=0.04)
     lane.push(np.ones(960, np.float32))
     assert lane.take(960, 0) is None  # 20 ms < 40 ms preroll
     for _ in range(10):
         lane.push(np.ones(960, np.float32))
-    assert lane.queued <= int(0.1 * RATE) + 960  # oldest audio dropped, not delay piled up
+    assert lane.queued <= int(0.1 * WIRE_RATE) + 960  # oldest audio dropped, not delay piled up
     assert lane.take(960, 0) is not None
 
 
@@ -88,9 +88,9 @@ def test_mixer_sends_continuous_silence_then_speech_with_the_bed_ducked():
 
     frames, loud, mixed = asyncio.run(main())
     for i, f in enumerate(frames + loud + mixed):
-        assert f.sample_rate == RATE and f.samples == FRAME and f.pts == i * FRAME
+        assert f.sample_rate == WIRE_RATE and f.samples == FRAME and f.pts == i * FRAME
         assert f.format.name == "s16" and f.layout.name == "mono"
-        assert f.time_base == fractions.Fraction(1, RATE)
+        assert f.time_base == fractions.Fraction(1, WIRE_RATE)
     assert all(not f.to_ndarray().any() for f in frames)
     level = [f.to_ndarray().reshape(-1)[-100:].mean() / 32767 for f in loud + mixed]
     assert abs(level[0] - 0.5) < 0.01                 # the original at full level
@@ -132,7 +132,7 @@ def test_delayed_track_holds_frames_back_and_ends_with_its_source():
 
 def test_pcm_track_is_paced_and_says_when_the_audio_is_over():
     async def main():
-        track = PcmTrack(np.ones(RATE // 10, np.float32) * 0.5, RATE)
+        track = PcmTrack(np.ones(WIRE_RATE // 10, np.float32) * 0.5, WIRE_RATE)
         frames = [await track.recv() for _ in range(7)]
         return frames, track.finished.is_set()
 
@@ -144,9 +144,9 @@ def test_pcm_track_is_paced_and_says_when_the_audio_is_over():
 
 def test_rate_guard_drops_input_beyond_real_time():
     guard = RateGuard(max_ahead_s=1.0)
-    assert all(guard.accept(0.02, 0.0) for _ in range(50))   # one second at once: allowed
-    assert not guard.accept(0.02, 0.0)                       # more than that: dropped
-    assert guard.accept(0.02, 0.5)                           # real time moved on
+    assert all(guard.admit(0.02, 0.0) for _ in range(50))   # one second at once: allowed
+    assert not guard.admit(0.02, 0.0)                       # more than that: dropped
+    assert guard.admit(0.02, 0.5)                           # real time moved on
     assert guard.dropped_s == pytest.approx(0.02)
 
 

@@ -23,14 +23,12 @@ import contextlib
 import logging
 import random
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc.contrib.media import MediaRelay
 
-from babelcall.clients.bot import Interpreter
 from babelcall.engines.registry import Engines
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.scheduler import Overloaded, Scheduler
@@ -46,7 +44,8 @@ from babelcall.transports.conference.base import (
     Subscription,
 )
 from babelcall.transports.conference.detect import ReplayTrack, probe_language
-from babelcall.transports.gil import MEDIA_SWITCH_INTERVAL_S, GilSwitch
+from babelcall.transports.interpreter import Interpreter
+from babelcall.transports.runtime import MEDIA_SWITCH_INTERVAL_S, Runtime
 
 log = logging.getLogger(__name__)
 OWN_PREFIX = "babelcall"           # every display babelcall uses starts with it
@@ -181,7 +180,7 @@ class RoomBot:
             track, ahead = s.subscription.track, 3.0
             if self.config.detects(pub.display):
                 language, frames = await probe_language(
-                    track, self.scheduler.engines.asr, self.config.room_languages())
+                    track, self.scheduler, self.config.room_languages())
                 s.language = language or s.language
                 track = ReplayTrack(frames, track)
                 ahead += track.buffered_s
@@ -243,12 +242,6 @@ class RoomBot:
                 await sub.close()
 
 
-def _scheduler(engines_or_scheduler: Engines | Scheduler) -> tuple[Scheduler, bool]:
-    if isinstance(engines_or_scheduler, Scheduler):
-        return engines_or_scheduler, False
-    return Scheduler(engines_or_scheduler), True
-
-
 class JoinBot:
     """``babelcall join``: one room, kept across server restarts.
 
@@ -263,8 +256,8 @@ class JoinBot:
                  max_backoff_s: float = 4.0,
                  gil_switch_interval_s: float | None = MEDIA_SWITCH_INTERVAL_S) -> None:
         self.open_room = open_room
-        self._gil = GilSwitch(gil_switch_interval_s)
-        self.scheduler, self._own_scheduler = _scheduler(engines_or_scheduler)
+        self.runtime = Runtime(engines_or_scheduler, gil_switch_interval_s=gil_switch_interval_s)
+        self.scheduler = self.runtime.scheduler
         self.config = config
         self.rejoin = rejoin
         self.rejoin_timeout_s = rejoin_timeout_s
@@ -277,12 +270,11 @@ class JoinBot:
 
     async def start(self) -> None:
         self.config.check(self.scheduler.engines)
-        await self.scheduler.start()
-        self._gil.set()
+        await self.runtime.start()
         try:
             await self._join()
         except BaseException:
-            await self._close_scheduler()
+            await self.runtime.close()
             raise
         self._task = asyncio.create_task(self._run(), name="join-bot")
 
@@ -296,7 +288,7 @@ class JoinBot:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self._teardown()
-        await self._close_scheduler()
+        await self.runtime.close()
 
     async def __aenter__(self) -> JoinBot:
         await self.start()
@@ -332,7 +324,8 @@ class JoinBot:
             await self._rejoin(reason)
 
     async def _rejoin(self, reason: str) -> None:
-        deadline = time.monotonic() + self.rejoin_timeout_s
+        clock = self.scheduler.clock
+        deadline = clock.now_ns() / 1e9 + self.rejoin_timeout_s
         delay = 0.5
         while True:
             try:
@@ -340,17 +333,12 @@ class JoinBot:
                 log.warning("rejoined after %s", reason)
                 return
             except ConferenceError as exc:
-                if time.monotonic() + delay > deadline:
+                if clock.now_ns() / 1e9 + delay > deadline:
                     raise ConnectionLost(f"lost the room ({reason}) and could not rejoin "
                                          f"within {self.rejoin_timeout_s:.0f} s: {exc}") from exc
                 log.info("rejoin failed (%s); next try in %.1f s", exc, delay)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # jitter: bots of one
-            delay = min(delay * 2, self.max_backoff_s)            # server do not stampede
-
-    async def _close_scheduler(self) -> None:
-        self._gil.restore()
-        if self._own_scheduler:
-            await self.scheduler.close()
+            await clock.sleep(delay * random.uniform(0.8, 1.2))  # jitter: bots of one
+            delay = min(delay * 2, self.max_backoff_s)          # server do not stampede
 
 
 @dataclass
@@ -378,10 +366,10 @@ class Worker:
                  recheck_s: float = 3.0, max_rooms: int | None = None,
                  gil_switch_interval_s: float | None = MEDIA_SWITCH_INTERVAL_S) -> None:
         self.open_room = open_room
-        self._gil = GilSwitch(gil_switch_interval_s)
+        self.runtime = Runtime(engines_or_scheduler, gil_switch_interval_s=gil_switch_interval_s)
         self.list_rooms = list_rooms
         self.list_participants = list_participants
-        self.scheduler, self._own_scheduler = _scheduler(engines_or_scheduler)
+        self.scheduler = self.runtime.scheduler
         self.config = config
         self.worker_id = worker_id or secrets.token_hex(6)
         if not self.worker_id.replace("-", "").replace("_", "").isalnum():
@@ -397,8 +385,7 @@ class Worker:
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         self.config.check(self.scheduler.engines)
-        await self.scheduler.start()
-        self._gil.set()
+        await self.runtime.start()
         self._task = asyncio.create_task(self._loop(), name=f"worker-{self.worker_id}")
 
     async def wait(self) -> None:
@@ -410,9 +397,7 @@ class Worker:
         await self._cancel_loop()
         await asyncio.gather(*(self._release(r) for r in list(self.claims)),
                              return_exceptions=True)
-        self._gil.restore()
-        if self._own_scheduler:
-            await self.scheduler.close()
+        await self.runtime.close()
 
     async def kill(self, hang: bool = False) -> None:
         """Vanish as a crashed process would: drop every connection without leaving, so the
@@ -426,9 +411,7 @@ class Worker:
             await c.room.abort(hang)
         await asyncio.gather(*(c.task for c in claims), return_exceptions=True)
         await asyncio.gather(*(c.bot.stop() for c in claims), return_exceptions=True)
-        self._gil.restore()
-        if self._own_scheduler:
-            await self.scheduler.close()
+        await self.runtime.close()
 
     async def _cancel_loop(self) -> None:
         if self._task is not None:
@@ -457,7 +440,7 @@ class Worker:
                 await self.check()
             except ConferenceError as exc:
                 log.warning("worker %s: %s", self.worker_id, exc)
-            await asyncio.sleep(self.recheck_s * random.uniform(0.8, 1.2))
+            await self.scheduler.clock.sleep(self.recheck_s * random.uniform(0.8, 1.2))
 
     async def check(self) -> None:
         """One round: drop rooms whose bot ended or that a smaller id claimed, then claim

@@ -8,34 +8,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from typing import Any
 
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from babelcall.realtime.audio import Resampler
+from babelcall.realtime.audio import SPEECH_RATE, Resampler
+from babelcall.realtime.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
-RATE = 16000
 SPEECH_RMS = 0.01      # a 20 ms frame louder than this counts as speech
 PREROLL_S = 0.5        # silence kept before the first speech (the rest is not replayed)
 
 
-async def probe_language(track: MediaStreamTrack, asr: Any, candidates: set[str], *,
-                         speech_s: float = 2.5, timeout_s: float = 20.0,
+async def probe_language(track: MediaStreamTrack, scheduler: Scheduler, candidates: set[str],
+                         *, speech_s: float = 2.5, timeout_s: float = 20.0,
                          ) -> tuple[str | None, list[av.AudioFrame]]:
-    """Read ``track`` until ``speech_s`` of speech (or ``timeout_s``), then ask the ASR which
-    of ``candidates`` it is. Returns (language or None if nobody spoke, the frames read)."""
+    """Read ``track`` until ``speech_s`` of speech (or ``timeout_s``), then ask Whisper (on the
+    scheduler's ASR lane, behind the compute gate like every model call) which of
+    ``candidates`` it is. Returns (language or None if nobody spoke, the frames read)."""
     kept: deque[tuple[av.AudioFrame, np.ndarray]] = deque()  # each frame and its 16 kHz PCM
-    resampler = Resampler(RATE)
+    resampler = Resampler(SPEECH_RATE)
+    clock = scheduler.clock
     voiced = kept_s = 0.0
-    deadline = time.monotonic() + timeout_s
+    deadline_ns = clock.now_ns() + int(timeout_s * 1e9)
+
+    def left_s() -> float:
+        return (deadline_ns - clock.now_ns()) / 1e9
+
     try:
-        while voiced < speech_s and time.monotonic() < deadline:
-            frame = await asyncio.wait_for(track.recv(), max(0.1, deadline - time.monotonic()))
+        while voiced < speech_s and left_s() > 0:
+            frame = await asyncio.wait_for(track.recv(), max(0.1, left_s()))
             seconds = frame.samples / frame.sample_rate
             block = resampler.push(frame)
             kept.append((frame, block))
@@ -52,7 +56,9 @@ async def probe_language(track: MediaStreamTrack, asr: Any, candidates: set[str]
     if voiced == 0.0:
         return None, frames
     audio = np.concatenate([b for _, b in kept]) if kept else np.zeros(0, np.float32)
-    language, prob = await asyncio.to_thread(asr.detect_language, audio, candidates)
+    # the participant's translation waits for this: due like a phrase's final ASR pass
+    due = scheduler.budget.deadline("asr", clock.now_ns(), final=True)
+    language, prob = await scheduler.detect_language(audio, candidates, deadline_ns=due)
     log.info("detected %s (p=%.2f) from %.1f s of speech", language, prob, voiced)
     return language, frames
 

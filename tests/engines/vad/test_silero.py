@@ -5,7 +5,7 @@ import pytest
 from conftest import load_clip
 
 from babelcall.engines.vad.silero import SileroVad
-from babelcall.realtime.listener import Listener, PhraseAudio, PhraseEnd, PhraseStart
+from babelcall.realtime.phrases import PhraseAudio, PhraseDetector, PhraseEnd, PhraseStart
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def test_listener_finds_the_phrase_in_a_clip(vad):
     audio = load_clip("fleurs-en-000")
     silence = np.zeros(16000, dtype=np.float32)
     audio = np.concatenate([silence, audio, silence])
-    listener = Listener(vad)
+    listener = PhraseDetector(vad)
     heard = []
     for i in range(0, len(audio), 320):  # 20 ms frames
         heard += listener.feed(audio[i:i + 320])
@@ -57,7 +57,7 @@ def test_listener_finds_the_phrase_in_a_clip(vad):
 
 def test_listener_hears_nothing_in_silence_and_quiet_noise(vad):
     rng = np.random.default_rng(0)
-    listener = Listener(vad)
+    listener = PhraseDetector(vad)
     heard = listener.feed(np.zeros(16000 * 5, dtype=np.float32))
     heard += listener.feed((rng.standard_normal(16000 * 5) * 0.01).astype(np.float32))
     heard += listener.flush()

@@ -24,9 +24,9 @@ SENTENCE = "Hola, ¿cómo estás? Hoy vamos a hablar del viaje a Lisboa."
 def speech(name: str) -> np.ndarray:
     """The VAD's speech audio of a clip (16 kHz), phrases joined, as a session sees it."""
     from babelcall.engines.vad.silero import SileroVad
-    from babelcall.realtime.listener import Listener, PhraseAudio, PhraseStart
+    from babelcall.realtime.phrases import PhraseAudio, PhraseDetector, PhraseStart
 
-    listener = Listener(SileroVad())
+    listener = PhraseDetector(SileroVad())
     heard = listener.feed(load_clip(name)) + listener.flush()
     parts = [h.pcm for h in heard if isinstance(h, PhraseStart | PhraseAudio)]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
