@@ -16,9 +16,9 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from babelcall.realtime.errors import BabelcallError
 
-__all__ = ["ConferenceError", "ConnectionLost", "Disconnected", "Feed", "NotAuthorized",
-           "Publisher", "PublisherJoined", "PublisherLeft", "RoomConnection", "RoomEvent",
-           "RoomNotFound", "ServerUnreachable", "Subscription"]
+__all__ = ["Attendee", "ConferenceError", "ConnectionLost", "Disconnected", "Feed",
+           "NotAuthorized", "Publisher", "PublisherJoined", "PublisherLeft", "RoomConnection",
+           "RoomEvent", "RoomNotFound", "ServerUnreachable", "Subscription"]
 
 
 class ConferenceError(BabelcallError):
@@ -71,8 +71,9 @@ RoomEvent = PublisherJoined | PublisherLeft | Disconnected
 
 
 @dataclass
-class Participant:
-    """Anyone in the room, publishing or not (the worker claims read these)."""
+class Attendee:
+    """Anyone in a conference room, publishing or not (the worker claims read these). Not a
+    ``rooms.Participant``, who is a person in one of babelcall's own rooms."""
 
     id: int | str
     display: str
@@ -141,7 +142,7 @@ class RoomConnection(abc.ABC):
         before any other participant can hear of it, so we never subscribe to ourselves."""
 
     @abc.abstractmethod
-    async def participants(self) -> list[Participant]: ...
+    async def participants(self) -> list[Attendee]: ...
 
     @abc.abstractmethod
     async def leave(self) -> None:

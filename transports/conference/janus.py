@@ -29,12 +29,12 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from babelcall.transports.conference.base import (
+    Attendee,
     ConferenceError,
     ConnectionLost,
     Disconnected,
     Feed,
     NotAuthorized,
-    Participant,
     Publisher,
     PublisherJoined,
     PublisherLeft,
@@ -424,7 +424,7 @@ class JanusRoom(RoomConnection):
         for p in data.get("publishers", []):
             self._publisher_seen(p)
 
-    async def participants(self) -> list[Participant]:
+    async def participants(self) -> list[Attendee]:
         return await list_participants(self._need_control(), self.room)
 
     async def subscribe(self, publisher: Publisher, *,
@@ -600,7 +600,7 @@ class JanusLobby:
     async def list_rooms(self) -> list[int | str]:
         return [r["room"] for r in await list_rooms(await self._ready()) if "room" in r]
 
-    async def list_participants(self, room: int | str) -> list[Participant]:
+    async def list_participants(self, room: int | str) -> list[Attendee]:
         return await list_participants(await self._ready(), room)
 
     async def close(self) -> None:
@@ -608,10 +608,10 @@ class JanusLobby:
             await self._session.close()
 
 
-async def list_participants(handle: JanusHandle, room: int | str) -> list[Participant]:
+async def list_participants(handle: JanusHandle, room: int | str) -> list[Attendee]:
     data, _ = await handle.message({"request": "listparticipants", "room": room},
                                    what=f"list the participants of room {room}")
-    return [Participant(p.get("id"), str(p.get("display") or ""), bool(p.get("publisher")),
+    return [Attendee(p.get("id"), str(p.get("display") or ""), bool(p.get("publisher")),
                         p) for p in data.get("participants", [])]
 
 

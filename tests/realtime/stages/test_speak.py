@@ -1,0 +1,115 @@
+"""The speak stage's catch-up rules on stand-in engines and a simulated clock: faster speech
+when the listener is behind, waiting clauses merged when far behind, clauses only captioned
+when hopelessly behind, and back to normal once caught up. Nothing committed is lost."""
+
+import asyncio
+import time
+
+import numpy as np
+from fakes import RATE, BeepTts, fake_engines, fake_scheduler, tone_phrases
+
+from babelcall.realtime.session import Session, SessionConfig
+from babelcall.realtime.types import SynthAudio
+
+
+def feed(session, audio, start=0, end=None, frame=320):
+    """Push ``audio[start:end]`` into the session in 20 ms frames."""
+    stop = len(audio) if end is None else end
+    for i in range(start, stop, frame):
+        session.push(audio[i:min(i + frame, stop)], RATE)
+
+
+async def finish(session):
+    """End the input, collect every event, close (the session and its scheduler); returns
+    the events."""
+    await session.end()
+    events = [e async for e in session.events()]
+    await session.close()
+    await session.scheduler.close()
+    return events
+
+
+def test_catchup_speeds_up_when_behind_and_releases():
+    class SpeedTts(BeepTts):
+        speeds = []
+
+        def synthesize(self, text, *, language, voice=None, speed=1.0):
+            self.speeds.append(speed)
+            return super().synthesize(text, language=language, voice=voice, speed=speed)
+
+    async def go():
+        engines = fake_engines()
+        engines.tts = SpeedTts()
+        sched = fake_scheduler(engines)
+        session = Session(sched, SessionConfig("en", "es"))
+        session.start()
+        audio = tone_phrases(2.0, 2.0, 2.0)  # phrases end at 3, 6 and 9 s
+        third = int(4.5 * RATE)
+        session.report_backlog(0.0)
+        feed(session, audio, 0, third)
+        await session.idle()
+        session.report_backlog(3.0)  # the listener is 3 s behind
+        feed(session, audio, third, int(7.5 * RATE))
+        await session.idle()
+        behind = session.metrics()["speed"]
+        session.report_backlog(0.2)
+        feed(session, audio, int(7.5 * RATE))
+        await finish(session)
+        return engines.tts.speeds, behind
+
+    speeds, behind = asyncio.run(go())
+    assert speeds[0] == 1.0 and behind > 1.1 and max(speeds) <= 1.3 and speeds[-1] == 1.0
+
+
+def test_far_behind_clauses_are_merged_not_dropped():
+    class SlowTts(BeepTts):
+        def synthesize(self, text, *, language, voice=None, speed=1.0):
+            time.sleep(0.2)  # clauses queue up behind a slow synthesis
+            return super().synthesize(text, language=language, voice=voice, speed=speed)
+
+    async def go():
+        engines = fake_engines()
+        engines.tts = SlowTts()
+        session = Session(fake_scheduler(engines),
+                          SessionConfig("en", "es", max_clause_words=2))
+        session.report_backlog(7.0)  # past merging (6 s), short of skipping (10 s)
+        session.start()
+        feed(session, tone_phrases(3.0, 3.0, gap=0.6))
+        return session, await finish(session)
+
+    session, events = asyncio.run(go())
+    spoken = " ".join(e.text for e in events if isinstance(e, SynthAudio) and e.seq == 0)
+    committed = "".join(e.committed + " " for e in events if e.kind == "translation")
+    assert spoken.split() == committed.split()  # every committed word still spoken
+    assert session.metrics()["merges"] > 0
+    assert np.isfinite(session.metrics()["lag_s"])
+
+
+def test_speech_hopelessly_behind_is_captioned_not_voiced_and_recovers():
+    """Overload's last resort: a clause the listener would hear > max_speech_lag_s late is
+    skipped with a SpeechSkipped event carrying its text (nothing committed vanishes); once the
+    backlog clears, clauses are voiced again."""
+    async def go():
+        engines = fake_engines()
+        session = Session(fake_scheduler(engines), SessionConfig("en", "es"))
+        session.start()
+        audio = tone_phrases(2.0, 2.0, gap=0.8)
+        half = int(3.6 * RATE)  # the first phrase and the silence after it
+        session.report_backlog(12.0)
+        feed(session, audio, 0, half)
+        await session.idle()
+        session.report_backlog(0.0)
+        feed(session, audio, half)
+        return session, await finish(session)
+
+    session, events = asyncio.run(go())
+    skipped = [e for e in events if e.kind == "speech_skipped"]
+    voiced = [e for e in events if isinstance(e, SynthAudio)]
+    committed = {e.utt: "" for e in events if e.kind == "translation"}
+    for e in events:
+        if e.kind == "translation":
+            committed[e.utt] += " " + e.committed
+    assert skipped and {e.utt for e in skipped} == {0} and skipped[0].behind_s > 10
+    assert " ".join(e.text for e in skipped).split() == committed[0].split()
+    assert voiced and {e.utt for e in voiced} == {1}  # voiced again once caught up
+    assert session.metrics()["skipped"] == len(skipped)
