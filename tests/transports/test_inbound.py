@@ -119,26 +119,6 @@ class _GappyTrack(MediaStreamTrack):
         return frame
 
 
-
-
-class _GappyTrack(MediaStreamTrack):
-    """Two 20 ms frames, then a frame 1 s later by pts (lost packets), then the end."""
-
-    kind = "audio"
-
-    def __init__(self):
-        super().__init__()
-        self.pts = [0, 960, 960 * 52]
-
-    async def recv(self):
-        if not self.pts:
-            raise MediaStreamError
-        frame = frame_from_array(np.zeros(960, np.int16), 48000)
-        frame.pts = self.pts.pop(0)
-        frame.time_base = fractions.Fraction(1, 48000)
-        return frame
-
-
 def test_pts_gaps_become_silence_so_the_session_stays_on_the_wall_clock():
     async def main():
         link = Link(session())
