@@ -12,6 +12,7 @@ playing the phrase; the RTP path may run a few ms ahead of the data channel)."""
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from babelcall.benchmarks.run import Clip, ClipScore, hear, speaker_similarity
 from babelcall.clients.call import LOUD_RMS, CallResult, run_call
 from babelcall.engines.registry import Engines
 from babelcall.realtime.audio import load_file
+from babelcall.realtime.waterfall import with_heard
 from babelcall.transports.hub import ServerConfig
 from babelcall.transports.server import running
 from babelcall.transports.tracks import WIRE_RATE, PcmTrack
@@ -48,13 +50,15 @@ def score_call(engines: Engines, clip: Clip, result: CallResult, target: str) ->
         raise RuntimeError(f"{clip.name}: no audio was sent")
     return score_received(engines, clip, result.records, result.arrivals, result.audio,
                           result.rate, target, sent_start_ns=result.sent_start_ns,
-                          sent_s=result.sent_s, lead_in_s=LEAD_IN_S)
+                          sent_s=result.sent_s, lead_in_s=LEAD_IN_S,
+                          pts_arrivals=result.pts_arrivals)
 
 
 def score_received(engines: Engines, clip: Clip, records: list[dict[str, Any]],
                    arrivals: list[tuple[int, float]], audio: np.ndarray, rate: int,
                    target: str, *, sent_start_ns: int | None, sent_s: float,
-                   lead_in_s: float) -> ClipScore:
+                   lead_in_s: float,
+                   pts_arrivals: list[tuple[int, int]] | None = None) -> ClipScore:
     """Score what a listener received: caption records stamped with their arrival
     (``client_ns``), and (arrival ns, RMS) per audio frame; ``sent_s`` of audio went out, the
     first ``lead_in_s`` of it silence. With ``sent_start_ns`` (the speaker's first frame, on
@@ -81,7 +85,36 @@ def score_received(engines: Engines, clip: Clip, records: list[dict[str, Any]],
         M.wer(clip.transcript, source_text), source_text, M.committed_target(recs),
         hear(engines, audio, rate, target), {}, speaker_similarity(clip, audio, rate))
     score.heard_after_ms = heard_after(records, onsets)
+    score.timings = [{**t, "clip": clip.name}
+                     for t in heard_timings(records, pts_arrivals, arrivals)]
+    score.final_clause_ms = [t["final_clause_ms"] for t in score.timings]
     return score
+
+
+def heard_timings(records: list[dict[str, Any]], pts_arrivals: list[tuple[int, int]] | None,
+                  arrivals: list[tuple[int, float]]) -> list[dict[str, Any]]:
+    """Each phrase's waterfall completed with its last hop, heard here: the arrival of the
+    frame with the pts of the clause's first packet (the server sends it in the record);
+    without pts (a relay renumbers them), the first sound after at least 60 ms of quiet
+    that arrives from 100 ms before the record (approximate: a clause that follows the one
+    before it without a pause has no onset to find)."""
+    by_pts = sorted(pts_arrivals or [])
+    keys = [p for p, _ in by_pts]
+    onsets = [ns for i, (ns, rms) in enumerate(arrivals) if rms > LOUD_RMS and i >= 3
+              and all(r <= LOUD_RMS for _, r in arrivals[i - 3:i])]
+    out = []
+    for r in M.timings(records):
+        if r.get("last_word_ns") is None:
+            continue
+        heard = None
+        if by_pts and "packet_pts" in r:
+            i = bisect.bisect_left(keys, r["packet_pts"])
+            heard = by_pts[i][1] if i < len(by_pts) else None
+        elif not by_pts and "client_ns" in r:
+            heard = next((ns for ns in onsets if ns >= r["client_ns"] - EARLY_NS), None)
+        if heard is not None:
+            out.append(with_heard(r, heard))
+    return out
 
 
 def _onsets(records: list[dict[str, Any]], loud: list[int]) -> dict[int, int]:

@@ -37,6 +37,30 @@ def first_audio_latencies(records: list[Record]) -> list[float]:
     return [first[u] - ends[u] * 1000 for u in sorted(first) if u in ends]
 
 
+def timings(records: list[Record]) -> list[Record]:
+    """The ``timing`` record of each phrase that was voiced (its waterfall)."""
+    return [r for r in records if r.get("type") == "timing"
+            and r.get("final_clause_ms") is not None]
+
+
+def final_clause_latencies(records: list[Record]) -> list[float]:
+    """Per phrase (ms): end of its last source word -> the listener starts hearing the clause
+    that carries it (``heard`` over a network, ``playing`` in-process)."""
+    return [r["final_clause_ms"] for r in timings(records)]
+
+
+def waterfall_p50(timing_records: list[Record]) -> dict[str, float]:
+    """p50 over phrases of each hop (ms after the last word), in waterfall order."""
+    from babelcall.realtime.waterfall import HOPS
+
+    out = {}
+    for name, _ in HOPS:
+        values = [r["hops_ms"][name] for r in timing_records if name in r["hops_ms"]]
+        if values:
+            out[name] = round(float(np.percentile(values, 50)), 1)
+    return out
+
+
 def offsets(records: list[Record]) -> tuple[float | None, float | None]:
     """StartOffset / EndOffset (ms): translated speech start/end minus source speech start/end."""
     audio = [r for r in records if r["type"] == "synth_audio"]

@@ -37,9 +37,11 @@ def markdown(results: dict[str, Any]) -> str:
         + "offline cascade (dubbing) |",
         "|---" * len(cols) + "|---|",
     ]
-    for key, label in (("first_audio_ms", "end of speech → first audio, ms"),
-                       ("start_offset_ms", "StartOffset, ms"),
-                       ("end_offset_ms", "EndOffset, ms"), ("laal_ms", "LAAL (text), ms")):
+    for key, label in (("final_clause_ms", "**final-clause latency** (last word → its clause "
+                                           "heard), ms"),
+                       ("end_offset_ms", "**EndOffset** (speaker stops → translation ends), ms"),
+                       ("first_audio_ms", "end of speech → first audio of the phrase, ms"),
+                       ("start_offset_ms", "StartOffset, ms"), ("laal_ms", "LAAL (text), ms")):
         lines.append(f"| {label} | {' | '.join(_pct(agg.get(key)) for agg in cols)} |")
     for key, label in (("wer", "ASR WER"), ("bleu", "BLEU"), ("chrf", "chrF"),
                        ("asr_bleu", "ASR-BLEU (speech heard back)"), ("asr_chrf", "ASR-chrF"),
@@ -62,6 +64,7 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_fmt(agg.get('bleu'))} / "
                          f"{_fmt(agg.get('chrf'))} | {_fmt(agg.get('asr_bleu'))} / "
                          f"{_fmt(agg.get('asr_chrf'))} |")
+    lines += waterfall_table(results)
     lines += ["", f"Cost (in-process run): real-time factor per stage {rtf or '–'}; "
               f"CPU {cost.get('cpu_percent', '–')} %; peak RSS {cost.get('peak_rss_mib', '–')} "
               "MiB."]
@@ -90,6 +93,62 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def waterfall_table(results: dict[str, Any]) -> list[str]:
+    """p50 of each hop of the final clause's way to the listener, per path."""
+    from babelcall.realtime.waterfall import HOPS
+
+    paths = [(label, results[key].get("waterfall_p50_ms") or {})
+             for key, label in (("streaming", "in-process"), ("webrtc", "WebRTC"),
+                                ("janus", "Janus")) if results.get(key)]
+    paths = [(label, w) for label, w in paths if w]
+    if not paths:
+        return []
+    lines = ["", "Latency waterfall of the clause that carries a phrase's last word, p50 ms "
+                 "after that word (each hop's time from `realtime/waterfall.py`):", "",
+             "| hop | " + " | ".join(label for label, _ in paths) + " |",
+             "|---" * (len(paths) + 1) + "|"]
+    for name, what in HOPS:
+        if any(name in w for _, w in paths):
+            lines.append(f"| {what} | " + " | ".join(_fmt(w.get(name)) for _, w in paths)
+                         + " |")
+    return lines
+
+
+def waterfall_plot(results: dict[str, Any], out: Path) -> Path | None:
+    """Stacked bars: per phrase, where the time from its last word to hearing its last
+    clause went; the last bar of each path is the p50 of every hop."""
+    import matplotlib.pyplot as plt
+
+    from babelcall.realtime.waterfall import HOPS, segments
+
+    paths = [(label, results.get(key)) for key, label in
+             (("per_clip", "in-process"), ("per_clip_webrtc", "WebRTC"))]
+    paths = [(label, [t for c in clips for t in c.get("timings", [])])
+             for label, clips in paths if clips]
+    paths = [(label, ts) for label, ts in paths if ts]
+    if not paths:
+        return None
+    colors = dict(zip([n for n, _ in HOPS], plt.get_cmap("tab20").colors, strict=False))
+    fig, axes = plt.subplots(len(paths), 1, figsize=(9, 2.2 + 1.6 * len(paths)),
+                             squeeze=False)
+    for ax, (label, ts) in zip(axes[:, 0], paths, strict=True):
+        agg = {"hops_ms": results["streaming" if label == "in-process" else "webrtc"]
+               .get("waterfall_p50_ms", {})}
+        bars = ts + [agg]
+        names = [f"{t.get('clip', '')}#{t['utt']}" if "utt" in t else "p50" for t in bars]
+        for i, t in enumerate(bars):
+            left = 0.0
+            for hop, ms in segments(t["hops_ms"]):
+                ax.barh(i, ms, left=left, color=colors[hop],
+                        label=hop if i == len(bars) - 1 else None)
+                left += ms
+        ax.set_yticks(range(len(bars)), names, fontsize=6)
+        ax.invert_yaxis()
+        ax.set(xlabel="ms after the phrase's last word", title=f"Waterfall, {label}")
+    axes[0, 0].legend(fontsize=6, ncol=4, loc="lower right")
+    return _save(fig, out / "waterfall.png")
+
+
 def plots(results: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib
 
@@ -98,6 +157,9 @@ def plots(results: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]
     import numpy as np
 
     written = []
+    fall = waterfall_plot(results, out)
+    if fall is not None:
+        written.append(fall)
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, values in (("streaming, in-process", raw["streaming_latencies"]),
                           ("streaming, WebRTC loopback", raw.get("webrtc_latencies", [])),

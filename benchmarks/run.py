@@ -114,6 +114,9 @@ class ClipScore:
     similarity: float | None = None  # speaker similarity, source vs translated speech
     # over a network path: the interpreter got the phrase end -> the listener hears it (ms)
     heard_after_ms: list[float] = field(default_factory=list)
+    # per phrase: last source word -> the listener starts hearing the clause carrying it
+    final_clause_ms: list[float] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)  # each phrase's waterfall
 
 
 def speaker_similarity(clip: Clip, audio: np.ndarray, rate: int) -> float | None:
@@ -137,7 +140,9 @@ def score_stream(engines: Engines, clip: Clip, res: ReplayResult, target: str) -
         hear(engines, res.audio, res.rate, target),
         {k: round(v / max(res.input_s, 1e-9), 3)
          for k, v in res.metrics.get("stage_total_s", {}).items()},
-        speaker_similarity(clip, res.audio, res.rate))
+        speaker_similarity(clip, res.audio, res.rate),
+        final_clause_ms=M.final_clause_latencies(recs),
+        timings=[{**t, "clip": clip.name} for t in M.timings(recs)])
 
 
 def run_cascade(engines: Engines, clip: Clip, source: str, target: str) -> ClipScore:
@@ -190,6 +195,8 @@ def aggregate(scores: list[ClipScore], tgt_refs: list[str]) -> dict[str, Any]:
         "bleu": bleu, "chrf": chrf, "asr_bleu": ableu, "asr_chrf": achrf,
         "speaker_similarity": round(float(np.mean(sims)), 3) if sims else None,
         "heard_after_ms": M.percentiles([x for s in scores for x in s.heard_after_ms]),
+        "final_clause_ms": M.percentiles([x for s in scores for x in s.final_clause_ms]),
+        "waterfall_p50_ms": M.waterfall_p50([t for s in scores for t in s.timings]),
     }
 
 

@@ -38,6 +38,7 @@ class CallResult:
     drained: bool = False        # the server said "done" before the timeout
     sent_start_ns: int | None = None  # monotonic ns when the first input frame went out
     arrivals: list[tuple[int, float]] = field(default_factory=list)  # (ns, RMS) per frame
+    pts_arrivals: list[tuple[int, int]] = field(default_factory=list)  # (pts, ns) per frame
 
 
 class Caller:
@@ -64,6 +65,7 @@ class Caller:
         self.records: list[dict[str, Any]] = []
         self.received: list[np.ndarray] = []
         self.arrivals: list[tuple[int, float]] = []  # (monotonic ns, RMS) per received frame
+        self.pts_arrivals: list[tuple[int, int]] = []  # (pts, monotonic ns) per received frame
         self.video_frames = 0
         self.received_pts = 0  # end of the received audio, on the server's output clock
         self.location: str | None = None
@@ -185,12 +187,14 @@ class Caller:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await remote.recv()
+                now = time.monotonic_ns()
                 if frame.pts is not None:
                     self.received_pts = max(self.received_pts, frame.pts + frame.samples)
+                    self.pts_arrivals.append((frame.pts, now))
                 pcm = resampler.push(frame)
                 self.received.append(pcm)
                 rms = float(np.sqrt(np.mean(pcm ** 2))) if len(pcm) else 0.0
-                self.arrivals.append((time.monotonic_ns(), rms))
+                self.arrivals.append((now, rms))
 
     async def _count(self, remote: Any) -> None:
         from aiortc.mediastreams import MediaStreamError
@@ -229,7 +233,8 @@ async def run_call(track: Any, server: str, source: str, target: str, *,
         await caller.hang_up()
     return CallResult(caller.audio, WIRE_RATE, caller.records, sent_s, caller.first_audio_s,
                       time.monotonic() - caller.started, drained,
-                      getattr(track, "started_ns", None), caller.arrivals)
+                      getattr(track, "started_ns", None), caller.arrivals,
+                      caller.pts_arrivals)
 
 
 def _message(body: str) -> str:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from babelcall.realtime import waterfall
 from babelcall.realtime.types import (
     Event,
+    PhraseTiming,
     SpeechSkipped,
     StageError,
     SynthAudio,
@@ -17,8 +19,14 @@ from babelcall.realtime.types import (
 
 
 def event_record(ev: Event, *, origin_ns: int, arrival_ns: int,
-                 play_start_ns: int | None = None) -> dict[str, Any]:
-    """``origin_ns``: wall time of source time 0; ``arrival_ns``: when ``ev.src.end`` arrived."""
+                 play_start_ns: int | None = None,
+                 marks: dict[str, int] | None = None) -> dict[str, Any]:
+    """``origin_ns``: wall time of source time 0; ``arrival_ns``: when ``ev.src.end`` arrived.
+    A PhraseTiming becomes the phrase's ``timing`` record, with the sink's own ``marks``
+    (handed, playing, sent, heard) added to the session's."""
+    if isinstance(ev, PhraseTiming):
+        return waterfall.timing_record(ev.utt, ev.clause, {**ev.marks, **(marks or {})},
+                                       wall_ms=round((ev.wall_ns - origin_ns) / 1e6, 1))
     rec: dict[str, Any] = {
         "type": ev.kind,
         "utt": ev.utt,
@@ -35,7 +43,8 @@ def event_record(ev: Event, *, origin_ns: int, arrival_ns: int,
     elif isinstance(ev, Translation):
         rec.update(committed=ev.committed, draft=ev.draft, final=ev.final)
     elif isinstance(ev, SynthAudio):
-        rec.update(text=ev.text, seq=ev.seq, duration_ms=round(ev.duration * 1000, 1), rate=ev.rate)
+        rec.update(text=ev.text, seq=ev.seq, duration_ms=round(ev.duration * 1000, 1), rate=ev.rate,
+                   clause=ev.clause)
         if play_start_ns is not None:
             rec["play_start_ms"] = round((play_start_ns - origin_ns) / 1e6, 1)
             rec["play_latency_ms"] = round((play_start_ns - arrival_ns) / 1e6, 1)

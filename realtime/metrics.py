@@ -1,5 +1,5 @@
 """Per-session live figures: how far behind the speaker the pipeline is, how long each stage
-takes, and how each phrase spent its latency budget."""
+takes, and when each phrase passed each hop of its waterfall (``realtime/waterfall.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-PHRASES_KEPT = 64  # budget marks of the last phrases; a long call must not grow without end
+PHRASES_KEPT = 64  # stamps of the last phrases; a long call must not grow without end
 
 
 @dataclass
@@ -33,11 +33,14 @@ class SessionMetrics:
     errors: int = 0
     stages: dict[str, _StageTime] = field(default_factory=dict)
     phrases: OrderedDict[int, dict[str, int]] = field(default_factory=OrderedDict)
+    last_timing_ms: dict[str, float] = field(default_factory=dict)  # the latest waterfall
 
     def stage_done(self, stage: str, seconds: float) -> None:
         self.stages.setdefault(stage, _StageTime()).add(seconds)
 
-    def _marks(self, utt: int) -> dict[str, int]:
+    def stamps(self, utt: int) -> dict[str, int]:
+        """Wall ns of each waterfall hop the phrase has passed (a new phrase starts empty;
+        only the last ``PHRASES_KEPT`` are kept)."""
         marks = self.phrases.get(utt)
         if marks is None:
             marks = self.phrases[utt] = {}
@@ -45,25 +48,14 @@ class SessionMetrics:
                 self.phrases.popitem(last=False)
         return marks
 
-    def phrase_end(self, utt: int, arrival_ns: int) -> None:
-        self._marks(utt)["end_arrival_ns"] = arrival_ns
-
-    def mark(self, utt: int, key: str, ns: int, *, once: bool = False) -> None:
-        marks = self._marks(utt)
+    def stamp(self, utt: int, key: str, ns: int, *, once: bool = False) -> None:
+        marks = self.stamps(utt)
         if not (once and key in marks):
             marks[key] = ns
 
     def spoken(self, utt: int) -> bool:
-        return "first_audio_ns" in self.phrases.get(utt, {})
-
-    def budget_usage(self, utt: int) -> dict[str, float]:
-        """Milliseconds from the phrase's last source sample to each stage's finish."""
-        marks = self.phrases.get(utt, {})
-        end = marks.get("end_arrival_ns")
-        if end is None:
-            return {}
-        return {k.replace("_ns", "_ms"): round((v - end) / 1e6, 1)
-                for k, v in marks.items() if k != "end_arrival_ns"}
+        """Has any audio of this phrase been made yet?"""
+        return "first_audio" in self.phrases.get(utt, {})
 
     def snapshot(self, *, heard_s: float, queues: dict[str, int],
                  shed_level: int) -> dict[str, Any]:
@@ -81,4 +73,5 @@ class SessionMetrics:
             "skipped": self.skipped,
             "errors": self.errors,
             "shed_level": shed_level,
+            "last_timing_ms": self.last_timing_ms,
         }

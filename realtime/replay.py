@@ -24,7 +24,7 @@ from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.playout import Playout
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.realtime.session import Session, SessionConfig
-from babelcall.realtime.types import Event, SynthAudio
+from babelcall.realtime.types import Event, PhraseTiming, SynthAudio
 
 FRAME_S = 0.02
 
@@ -85,13 +85,20 @@ async def _run(sched: Scheduler, config: SessionConfig, frames: list[np.ndarray]
     origin = clock.now_ns()
     started = wall.now_ns()
 
+    clauses: dict[int, dict[str, int]] = {}  # the hops this listener adds, per clause
+
     async def collect() -> None:
         async for ev in session.events():
             placed = playout.add(ev) if isinstance(ev, SynthAudio) else None
             if placed is not None:  # the listener's queue drives the session's catch-up
                 session.report_backlog(max(0.0, (placed.end_ns - clock.now_ns()) / 1e9))
+                if ev.seq == 0:
+                    clauses[ev.clause] = {"handed": ev.wall_ns, "playing": placed.start_ns}
+                    while len(clauses) > 64:  # only a phrase's last clause is asked for
+                        del clauses[next(iter(clauses))]
+            marks = clauses.pop(ev.clause, None) if isinstance(ev, PhraseTiming) else None
             rec = event_record(ev, origin_ns=origin, arrival_ns=session.arrival_ns(ev.src.end),
-                               play_start_ns=placed.start_ns if placed else None)
+                               play_start_ns=placed.start_ns if placed else None, marks=marks)
             result.events.append(ev)
             result.records.append(rec)
             if on_record:

@@ -46,6 +46,16 @@ class Overloaded(BabelcallError):
     """The machine cannot take another session within the latency budget."""
 
 
+@dataclass
+class CallTrace:
+    """When a call was queued, got the machine (its lane thread started it, past the compute
+    gate) and finished, on the scheduler's clock: the waterfall's hops."""
+
+    submitted_ns: int = 0
+    started_ns: int = 0
+    done_ns: int = 0
+
+
 @dataclass(order=True)
 class _Job:
     deadline_ns: int
@@ -53,6 +63,7 @@ class _Job:
     key: Hashable = field(compare=False)
     payload: Any = field(compare=False)
     future: asyncio.Future[Any] = field(compare=False)
+    trace: CallTrace | None = field(compare=False, default=None)
 
 
 @dataclass
@@ -176,21 +187,25 @@ class Lane:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = self._new_executor()  # a restarted lane gets a fresh thread
 
-    def submit(self, key: Hashable, payload: Any, deadline_ns: int) -> asyncio.Future[Any]:
+    def submit(self, key: Hashable, payload: Any, deadline_ns: int,
+               trace: CallTrace | None = None) -> asyncio.Future[Any]:
         """Queue a job (on the loop); the future resolves with its result."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if trace is not None:
+            trace.submitted_ns = self.clock.now_ns()
         if self._stopped:
             _fail(fut, BabelcallError("scheduler stopped"))
             return fut
         if self._task is None:  # first use: the lane starts on the caller's loop
             self.start()
-        self._jobs.append(_Job(deadline_ns, next(self._seq), key, payload, fut))
+        self._jobs.append(_Job(deadline_ns, next(self._seq), key, payload, fut, trace))
         self._wake.set()
         return fut
 
-    async def call(self, fn: Callable[[], T], deadline_ns: int) -> T:
+    async def call(self, fn: Callable[[], T], deadline_ns: int,
+                   trace: CallTrace | None = None) -> T:
         """Run ``fn`` on this lane's thread, in deadline order (a lane of plain calls)."""
-        return await self.submit(object(), fn, deadline_ns)
+        return await self.submit(object(), fn, deadline_ns, trace)
 
     def _take_batch(self) -> list[_Job]:
         """The earliest-deadline job and the most urgent others with the same key; jobs
@@ -230,6 +245,9 @@ class Lane:
     async def _call(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
         started = self.clock.now_ns()
+        for job in batch:
+            if job.trace is not None:
+                job.trace.started_ns = started
         call = loop.run_in_executor(self._executor, self.run_batch, batch[0].key,
                                     [j.payload for j in batch])
         timer = asyncio.ensure_future(self.clock.sleep(self.timeout_s))
@@ -255,6 +273,9 @@ class Lane:
             return
         results = call.result()
         now = self.clock.now_ns()
+        for job in batch:
+            if job.trace is not None:
+                job.trace.done_ns = now
         self.stats.last_done_ns = now
         late = max(0.0, (now - min(j.deadline_ns for j in batch)) / 1e9)
         self.stats.lateness_s = 0.7 * self.stats.lateness_s + 0.3 * late
@@ -315,11 +336,12 @@ class Scheduler:
 
     # -- the calls sessions make ----------------------------------------------------------
     async def transcribe(self, audio: np.ndarray, *, language: str, prompt: str = "",
-                         task: str = "transcribe", deadline_ns: int) -> list[Word]:
+                         task: str = "transcribe", deadline_ns: int,
+                         trace: CallTrace | None = None) -> list[Word]:
         """Whisper on a phrase buffer; batched with other sessions' calls of the same
         language and task."""
         return await self.asr.submit(("transcribe", language, task), (audio, prompt),
-                                     deadline_ns)
+                                     deadline_ns, trace)
 
     async def detect_language(self, audio: np.ndarray, candidates: set[str] | None, *,
                               deadline_ns: int) -> tuple[str, float]:
@@ -329,13 +351,15 @@ class Scheduler:
             raise BabelcallError("this ASR engine cannot identify languages")
         return await self.asr.call(lambda: fn(audio, candidates), deadline_ns)
 
-    async def translate(self, step: Callable[[], T], *, deadline_ns: int) -> T:
+    async def translate(self, step: Callable[[], T], *, deadline_ns: int,
+                        trace: CallTrace | None = None) -> T:
         """One step of a session's incremental translator (its engine calls included)."""
-        return await self.mt.call(step, deadline_ns)
+        return await self.mt.call(step, deadline_ns, trace)
 
-    async def synthesize(self, step: Callable[[], T], *, deadline_ns: int) -> T:
+    async def synthesize(self, step: Callable[[], T], *, deadline_ns: int,
+                         trace: CallTrace | None = None) -> T:
         """The next piece of a clause's speech (synthesis and voice conversion)."""
-        return await self.tts.call(step, deadline_ns)
+        return await self.tts.call(step, deadline_ns, trace)
 
     async def analyse(self, fn: Callable[[], T], *, deadline_ns: int) -> T:
         """Speaker analysis (the voice profile), behind the compute gate like the models."""

@@ -95,6 +95,7 @@ class SynthAudio:
     rate: int
     text: str
     seq: int = 0
+    clause: int = 0  # which clause of the session (its PhraseTiming names it)
     kind: str = field(default="synth_audio", init=False)
 
     @property
@@ -128,5 +129,19 @@ class SpeechSkipped:
     kind: str = field(default="speech_skipped", init=False)
 
 
+@dataclass(frozen=True, slots=True)
+class PhraseTiming:
+    """How the clause that carries the phrase's last word reached the speaker's output: the
+    wall time of each hop the session saw (names in ``realtime/waterfall.py``). A sink adds
+    its own hops (handed to the output, playing, sent, heard) to the clause's audio."""
+
+    utt: int
+    src: Span
+    wall_ns: int
+    clause: int
+    marks: dict[str, int]
+    kind: str = field(default="phrase_timing", init=False)
+
+
 Event = (SpeechStarted | SpeechEnded | Transcript | Translation | SynthAudio | StageError
-         | SpeechSkipped)
+         | SpeechSkipped | PhraseTiming)

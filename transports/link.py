@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from babelcall.realtime.errors import BabelcallError, SessionClosed
 from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.session import Session
-from babelcall.realtime.types import Event, SynthAudio
+from babelcall.realtime.types import Event, PhraseTiming, SynthAudio
 from babelcall.transports.inbound import Inbound
 from babelcall.transports.media import Mixer, MixerInput, Upsampler
 from babelcall.transports.tasks import cancel_and_wait
@@ -46,6 +47,9 @@ class Link:
         self.closed = False
         self._out = _Latencies()  # when each clause started playing (bounded figures)
         self._upsampler = Upsampler()
+        # the hops this link adds to each clause's waterfall, and phrases waiting for them
+        self._clauses: OrderedDict[int, dict[str, int]] = OrderedDict()
+        self._timings: dict[int, PhraseTiming] = {}
         self._queues: list[asyncio.Queue[Event | None]] = []
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -146,6 +150,10 @@ class Link:
     async def _pump(self) -> None:
         session = self.session
         async for ev in session.events():
+            if isinstance(ev, PhraseTiming):
+                self._timings[ev.clause] = ev  # told once its audio has gone out
+                self._timing_done(ev.clause)
+                continue
             arrival = session.arrival_ns(ev.src.end)
             rec = event_record(ev, origin_ns=self.origin_ns, arrival_ns=arrival)
             rec.pop("words", None)
@@ -168,18 +176,57 @@ class Link:
         self.finished.set()
 
     def _play(self, ev: SynthAudio, arrival_ns: int) -> None:
-        """Queue a chunk on every output; the first one to play it stamps ``audio_out``."""
+        """Queue a chunk on every output; the first one to play it stamps ``audio_out`` (and,
+        for a clause's first chunk, the waterfall's handed / playing / sent hops)."""
         pcm = self._upsampler.convert(ev.pcm, ev.rate)
+        marks = self._clause_marks(ev) if ev.seq == 0 else None
         played: list[bool] = []
 
-        def started(now_ns: int) -> None:
-            if not played:
-                played.append(True)
-                self._audio_out(ev, arrival_ns, now_ns)
+        def started(now_ns: int, pts: int, mixer: Mixer) -> None:
+            if played:
+                return
+            played.append(True)
+            self._audio_out(ev, arrival_ns, now_ns)
+            if marks is None:
+                return
+            marks["playing"] = now_ns
+            sent = mixer.when_sent(pts)
+            if sent is None:
+                self._timing_done(ev.clause)
+            else:
+                sent.add_done_callback(lambda f: self._sent(ev.clause, f))
 
-        for _, lane in self.outputs:
-            lane.push(pcm, on_start=started)
+        for mixer, lane in self.outputs:
+            lane.push(pcm, on_start=lambda now, pts, m=mixer: started(now, pts, m))
         self._report_backlog()
+
+    def _clause_marks(self, ev: SynthAudio) -> dict[str, int]:
+        marks = self._clauses[ev.clause] = {"handed": self.clock.now_ns()}
+        while len(self._clauses) > 64:  # only a phrase's last clause is asked for
+            old, _ = self._clauses.popitem(last=False)
+            self._timings.pop(old, None)
+        return marks
+
+    def _sent(self, clause: int, fut: asyncio.Future[tuple[int, int]]) -> None:
+        if fut.cancelled() or clause not in self._clauses:
+            return
+        self._clauses[clause]["sent"], self._clauses[clause]["packet_pts"] = fut.result()
+        self._timing_done(clause)
+
+    def _timing_done(self, clause: int) -> None:
+        """Emit a phrase's ``timing`` record once its last clause went out (played, and sent
+        when an encoder reports)."""
+        timing, marks = self._timings.get(clause), self._clauses.get(clause)
+        if timing is None or marks is None or "playing" not in marks:
+            return
+        if "sent" not in marks and any(m.senders for m, _ in self.outputs):
+            return  # its first packet is still on the way
+        del self._timings[clause]
+        hops = {k: v for k, v in marks.items() if k != "packet_pts"}
+        rec = event_record(timing, origin_ns=self.origin_ns, arrival_ns=0, marks=hops)
+        if "packet_pts" in marks:
+            rec["packet_pts"] = marks["packet_pts"]  # the far end finds "heard" by it
+        self.emit(rec)
 
     def _audio_out(self, ev: SynthAudio, arrival_ns: int, now_ns: int) -> None:
         latency = round((now_ns - arrival_ns) / 1e6, 1)

@@ -42,8 +42,8 @@ class MixerInput:
         self.max_queue = int(max_queue_s * WIRE_RATE) if max_queue_s else None
         self.preroll = int(preroll_s * WIRE_RATE)
         self.queued = 0
-        self._chunks: collections.deque[tuple[np.ndarray, Callable[[int], None] | None]] = \
-            collections.deque()
+        self._chunks: collections.deque[
+            tuple[np.ndarray, Callable[[int, int], None] | None]] = collections.deque()
         self._offset = 0  # samples of the head chunk already played
         self._primed = self.preroll == 0
 
@@ -51,8 +51,10 @@ class MixerInput:
     def queued_s(self) -> float:
         return self.queued / WIRE_RATE
 
-    def push(self, pcm: np.ndarray, on_start: Callable[[int], None] | None = None) -> None:
-        """Queue audio; ``on_start(now_ns)`` runs when its first sample goes out."""
+    def push(self, pcm: np.ndarray,
+             on_start: Callable[[int, int], None] | None = None) -> None:
+        """Queue audio; ``on_start(now_ns, pts)`` runs when its first sample goes out, with
+        the pts of the output frame that carries it."""
         if not len(pcm):
             return
         self._chunks.append((pcm.astype(np.float32, copy=False), on_start))
@@ -67,7 +69,7 @@ class MixerInput:
         self._chunks.clear()
         self.queued = self._offset = 0
 
-    def take(self, n: int, now_ns: int) -> np.ndarray | None:
+    def take(self, n: int, now_ns: int, pts: int = 0) -> np.ndarray | None:
         """The next ``n`` samples (zero-padded), or None when the lane has nothing to play."""
         if not self._primed:
             if self.queued < self.preroll:
@@ -81,7 +83,7 @@ class MixerInput:
         while filled < n and self._chunks:
             pcm, on_start = self._chunks[0]
             if self._offset == 0 and on_start is not None:
-                on_start(now_ns)
+                on_start(now_ns, pts + filled)
             k = min(n - filled, len(pcm) - self._offset)
             out[filled:filled + k] = pcm[self._offset:self._offset + k]
             filled += k
@@ -112,6 +114,8 @@ class Mixer(MediaStreamTrack):
         self.frames = 0
         self.speech_frames = 0
         self._pacer = Pacer(WIRE_RATE, FRAME, self.clock)
+        self.senders = 0  # encoders that report what they sent (see ``sent``)
+        self._sent_watch: list[tuple[int, asyncio.Future[tuple[int, int]]]] = []
         self._duck = 0.0  # 0: bed at gain, 1: bed at duck_gain
         self._time_base = fractions.Fraction(1, WIRE_RATE)
 
@@ -123,6 +127,31 @@ class Mixer(MediaStreamTrack):
     def remove_lane(self, lane: MixerInput) -> None:
         if lane in self.lanes:
             self.lanes.remove(lane)
+
+    def when_sent(self, pts: int) -> asyncio.Future[tuple[int, int]] | None:
+        """A future for (wall ns, packet pts) of the first encoded packet that carries the
+        mixer's sample ``pts``; None when no encoder of this mixer reports."""
+        if not self.senders:
+            return None
+        fut: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._sent_watch.append((pts, fut))
+        return fut
+
+    def sent(self, pts: int, samples: int, packet_pts: int) -> None:
+        """An encoder handed the sender a packet made of this mixer's samples
+        ``[pts, pts + samples)``, now."""
+        if not self._sent_watch:
+            return
+        now_ns = self.clock.now_ns()
+        keep = []
+        for want, fut in self._sent_watch:
+            if fut.done():
+                continue
+            if want < pts + samples:
+                fut.set_result((now_ns, packet_pts + max(0, want - pts)))
+            else:
+                keep.append((want, fut))
+        self._sent_watch = keep
 
     def speaking(self, within_s: float = 0.0) -> bool:
         """Translated speech went out within the last ``within_s`` seconds (or is queued)."""
@@ -140,7 +169,7 @@ class Mixer(MediaStreamTrack):
         out = np.zeros(FRAME, dtype=np.float32)
         spoke = False
         for lane in [lane for lane in self.lanes if lane.speech]:
-            pcm = lane.take(FRAME, now)
+            pcm = lane.take(FRAME, now, pts)
             if pcm is not None:
                 out += pcm * lane.gain
                 spoke = True
@@ -205,7 +234,7 @@ class Output:
         track = self.relay.subscribe(self.mixer, buffered=True)
         track._id = f"{TRACK_PREFIX}{uuid.uuid4()}"  # the loop guard's mark, in the answer
         self._subscribers.append(track)
-        return OpusTrack(track) if opus else track
+        return OpusTrack(track, mixer=self.mixer) if opus else track
 
     def unsubscribe(self, track: MediaStreamTrack) -> None:
         if isinstance(track, OpusTrack):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import fractions
+from typing import Protocol
 
 import av
 import numpy as np
@@ -51,6 +52,14 @@ class Pacer:
         return self.pts
 
 
+class SentReport(Protocol):
+    """What an encoder tells about the packets it hands the sender (the mixer it encodes)."""
+
+    senders: int
+
+    def sent(self, pts: int, samples: int, packet_pts: int) -> None: ...
+
+
 class OpusTrack(MediaStreamTrack):
     """An audio track encoded to Opus right here, on the event loop; aiortc's sender then only
     packs the packets. Its own path hands every 20 ms frame to a worker thread and waits for
@@ -62,10 +71,16 @@ class OpusTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, source: MediaStreamTrack, *, bitrate: int = 64000) -> None:
+    def __init__(self, source: MediaStreamTrack, *, bitrate: int = 64000,
+                 mixer: SentReport | None = None) -> None:
+        """``mixer``: told which of its samples each packet carries, and when it went out
+        (the waterfall's "sent" hop)."""
         super().__init__()
         self._id = source.id
         self.source = source
+        self.mixer = mixer
+        if mixer is not None:
+            mixer.senders += 1
         self.codec = av.CodecContext.create("libopus", "w")
         self.codec.bit_rate = bitrate
         self.codec.format = "s16"
@@ -75,8 +90,9 @@ class OpusTrack(MediaStreamTrack):
         self.codec.options = {"application": "voip"}
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=WIRE_RATE,
                                             frame_size=FRAME)
-        self._packets: collections.deque[av.Packet] = collections.deque()
+        self._packets: collections.deque[tuple[av.Packet, int]] = collections.deque()
         self._count = 0
+        self._source_pts = 0  # the source pts of the next sample to be encoded
 
     @property
     def pending_pts(self) -> int:
@@ -95,15 +111,22 @@ class OpusTrack(MediaStreamTrack):
             except MediaStreamError:
                 self.stop()
                 raise
+            if frame.pts is not None:
+                self._source_pts = frame.pts
             for chunk in self._resampler.resample(frame):
-                self._packets.extend(self.codec.encode(chunk))
-        packet = self._packets.popleft()
+                self._packets.extend((p, self._source_pts) for p in self.codec.encode(chunk))
+            self._source_pts += frame.samples
+        packet, source_pts = self._packets.popleft()
         packet.pts = self._count * FRAME  # one packet per 20 ms, on a continuous clock
         packet.time_base = fractions.Fraction(1, WIRE_RATE)
         self._count += 1
+        if self.mixer is not None:
+            self.mixer.sent(source_pts, FRAME, packet.pts)
         return packet
 
     def stop(self) -> None:
+        if self.mixer is not None and self.readyState == "live":
+            self.mixer.senders = max(0, self.mixer.senders - 1)
         super().stop()
         self.source.stop()
 

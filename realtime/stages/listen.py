@@ -14,6 +14,7 @@ from babelcall.realtime.phrases import (
     PhraseAudio,
     PhraseDetector,
     PhraseEnd,
+    PhrasePause,
     PhraseStart,
 )
 from babelcall.realtime.stages.base import END, Context, Flow, Inbox, Stage, span
@@ -55,6 +56,9 @@ class ListenStage(Stage):
         if isinstance(h, PhraseStart):
             self.utt += 1
             ctx.emit(SpeechStarted(self.utt, span(h.time, h.time), ctx.clock.now_ns()))
+        elif isinstance(h, PhrasePause):
+            ctx.stats.stamp(self.utt, "pause", ctx.clock.now_ns())  # the waterfall's first hop
         elif isinstance(h, PhraseEnd):
+            ctx.stats.stamp(self.utt, "end", ctx.clock.now_ns())
             ctx.emit(SpeechEnded(self.utt, span(h.time, h.time), ctx.clock.now_ns()))
         self.out.put((self.utt, h))

@@ -11,6 +11,7 @@ from typing import Any
 from babelcall.engines.asr.agreement import OnlineAsr
 from babelcall.realtime.phrases import PhraseAudio, PhraseEnd, PhrasePause, PhraseStart
 from babelcall.realtime.policy import AsrPass, asr_interval_factor, asr_pass
+from babelcall.realtime.scheduler import CallTrace
 from babelcall.realtime.stages.base import END, Context, Flow, Inbox, Stage, span
 from babelcall.realtime.types import Span, Transcript, Word
 
@@ -19,12 +20,14 @@ _KIND = {PhraseAudio: "audio", PhrasePause: "pause", PhraseEnd: "end"}
 
 @dataclass(frozen=True)
 class SourceText:
-    """All committed source text of a phrase so far (the translator re-reads it whole)."""
+    """All committed source text of a phrase so far (the translator re-reads it whole), and
+    the ASR pass that committed its latest words (for the waterfall)."""
 
     utt: int
     text: str
     span: Span
     final: bool
+    asr: CallTrace | None = None
 
 
 class RecognizeStage(Stage):
@@ -41,6 +44,7 @@ class RecognizeStage(Stage):
         self.voiced = 0.0  # ... of which the VAD scored as speech
         self.start = 0.0  # source time where the open phrase starts
         self.committed: list[Word] = []
+        self.trace: CallTrace | None = None  # the latest pass
 
     async def handle(self, items: list[Any]) -> bool:
         for k, item in enumerate(items):
@@ -63,8 +67,6 @@ class RecognizeStage(Stage):
 
     async def _step(self, utt: int, heard: Any, later: list[Any]) -> None:
         kind = _KIND[type(heard)]
-        if kind == "end":
-            self.ctx.stats.phrase_end(utt, self.ctx.arrival_ns(heard.time))
         todo = asr_pass(
             kind, fresh_s=self.fresh, voiced_s=self.voiced, interval_s=self._interval(),
             audio_queued=any(isinstance(h, PhraseAudio | PhrasePause | PhraseEnd)
@@ -83,7 +85,9 @@ class RecognizeStage(Stage):
             self.ctx.stats.covered_s = max(self.ctx.stats.covered_s, heard.time)
         self.committed += new
         if kind == "end":
-            self.ctx.stats.mark(utt, "asr_done_ns", self.ctx.clock.now_ns())
+            if self.committed:
+                self.ctx.stats.stamp(utt, "last_word", self.ctx.arrival_ns(
+                    self.committed[-1].end))
             self._send(utt, new, final=True)
         elif todo is not None:
             self._send(utt, new, final=False)
@@ -92,10 +96,11 @@ class RecognizeStage(Stage):
         """One pass over the phrase buffer; the newly committed words."""
         ctx, online = self.ctx, self.online
         audio, prompt = online.request()
+        self.trace = CallTrace()
         try:
             words = await ctx.timed("asr", ctx.scheduler.transcribe(
                 audio, language=ctx.config.source, prompt=prompt, task=self.task,
-                deadline_ns=deadline_ns))
+                deadline_ns=deadline_ns, trace=self.trace))
         except Exception as exc:
             ctx.error("asr", utt, span(self.start, online.buffer_end), exc)
             return []
@@ -117,4 +122,4 @@ class RecognizeStage(Stage):
                             tuple(partial)))
         if new or final:
             text = "".join(w.text for w in self.committed).strip()
-            self.out.put(SourceText(utt, text, span(self.start, last), final))
+            self.out.put(SourceText(utt, text, span(self.start, last), final, self.trace))

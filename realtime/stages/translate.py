@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from babelcall.engines.mt.incremental import IncrementalTranslator
+from babelcall.realtime.scheduler import CallTrace
 from babelcall.realtime.stages.base import END, Context, Flow, Inbox, Stage
 from babelcall.realtime.stages.recognize import SourceText
 from babelcall.realtime.types import Span, Translation
@@ -17,12 +18,15 @@ from babelcall.realtime.types import Span, Translation
 
 @dataclass(frozen=True)
 class TargetText:
-    """Target text newly committed for a phrase (appended to what came before)."""
+    """Target text newly committed for a phrase (appended to what came before), with the ASR
+    pass and MT step that made it (for the waterfall)."""
 
     utt: int
     text: str
     span: Span
     final: bool
+    asr: CallTrace | None = None
+    mt: CallTrace | None = None
 
 
 def latest_per_phrase(items: list[SourceText]) -> list[SourceText]:
@@ -59,22 +63,23 @@ class TranslateStage(Stage):
 
     async def _one(self, src: SourceText) -> None:
         ctx = self.ctx
+        trace = None
         if self.mt is None:
             new, draft = src.text[len(self.said):].strip(), ""
             self.said = "" if src.final else src.text
         else:
+            trace = CallTrace()
             try:
                 step = await ctx.timed("mt", ctx.scheduler.translate(
                     functools.partial(self.mt.update, src.text, final=src.final),
-                    deadline_ns=ctx.deadline("mt", src.span.end, final=src.final)))
+                    deadline_ns=ctx.deadline("mt", src.span.end, final=src.final),
+                    trace=trace))
                 new, draft = step.new_committed, step.draft
             except Exception as exc:
                 ctx.error("mt", src.utt, src.span, exc)
                 new, draft = "", ""
             if src.final:
                 self.mt.reset()
-        if src.final:
-            ctx.stats.mark(src.utt, "mt_done_ns", ctx.clock.now_ns())
         ctx.emit(Translation(src.utt, src.span, ctx.clock.now_ns(), new, draft, src.final))
         if new or src.final:
-            self.out.put(TargetText(src.utt, new, src.span, src.final))
+            self.out.put(TargetText(src.utt, new, src.span, src.final, src.asr, trace))

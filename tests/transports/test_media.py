@@ -50,11 +50,12 @@ def test_pacer_moves_its_start_after_a_stall_instead_of_bursting():
 def test_lane_plays_chunks_in_order_and_reports_when_each_starts():
     lane = MixerInput()
     started = []
-    lane.push(np.ones(600, np.float32), on_start=lambda ns: started.append(("a", ns)))
-    lane.push(np.full(600, 2.0, np.float32), on_start=lambda ns: started.append(("b", ns)))
-    first = lane.take(960, 1)
+    lane.push(np.ones(600, np.float32), on_start=lambda ns, pts: started.append(("a", ns, pts)))
+    lane.push(np.full(600, 2.0, np.float32),
+              on_start=lambda ns, pts: started.append(("b", ns, pts)))
+    first = lane.take(960, 1, pts=9600)
     assert first[:600].tolist() == [1.0] * 600 and first[600:].tolist() == [2.0] * 360
-    assert started == [("a", 1), ("b", 1)]
+    assert started == [("a", 1, 9600), ("b", 1, 10200)]  # the output sample it starts at
     second = lane.take(960, 2)
     assert second[:240].tolist() == [2.0] * 240 and not second[240:].any()
     assert lane.take(960, 3) is None and lane.queued == 0
