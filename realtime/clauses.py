@@ -27,21 +27,26 @@ class ClauseCutter:
 
     def push(self, text: str, *, final: bool = False) -> list[str]:
         """Add committed text; return the pieces that are ready to be spoken."""
-        self._words.extend(text.split())
+        pieces, self._words, self._first = self._cut(self._words + text.split(), final)
+        return pieces
+
+    def preview(self, text: str, *, final: bool = False) -> list[str]:
+        """The pieces ``push(text, final=final)`` would return, without pushing (what a
+        speculative synthesis voices before the text is committed)."""
+        return self._cut(self._words + text.split(), final)[0]
+
+    def _cut(self, words: list[str], final: bool) -> tuple[list[str], list[str], bool]:
+        """(pieces, the words left pending, whether the next piece opens a phrase)."""
         pieces: list[str] = []
         start = 0
-        for i, word in enumerate(self._words):
+        for i, word in enumerate(words):
             limit = self.first_max_words if self._first and not pieces else self.max_words
             if _CLAUSE_END.search(word) or i + 1 - start >= limit:
-                pieces.append(" ".join(self._words[start:i + 1]))
+                pieces.append(" ".join(words[start:i + 1]))
                 start = i + 1
-        self._words = self._words[start:]
-        if final and self._words:
-            pieces.append(" ".join(self._words))
-            self._words = []
+        rest = words[start:]
+        if final and rest:
+            pieces.append(" ".join(rest))
+            rest = []
         pieces = [p for p in pieces if re.search(r"\w", p)]
-        if pieces:
-            self._first = False
-        if final:
-            self._first = True
-        return pieces
+        return pieces, rest, final or (self._first and not pieces)

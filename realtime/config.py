@@ -18,10 +18,17 @@ class SessionConfig:
     first_clause_words: int = 5  # the first piece of a phrase is shorter: it is waited for
     voice: str | None = None
     speed: float = 1.0
+    # Pauses inside synthesised speech are cut to this (None: as the voice made them): the
+    # translation runs longer than the speech it covers, and a pause is the cheapest place
+    # to catch up.
+    max_pause_s: float | None = 0.2
     clone_voice: bool = True  # profile the speaker for the engines' cloner (off: PassThrough)
     # Commit the recogniser's whole hypothesis at a pause (see OnlineAsr.accept); off: words
     # wait for agreement or the end of the phrase.
     settle_at_pause: bool = True
+    # Synthesise the phrase's last clause from the translator's draft while the speaker
+    # pauses; play it the moment the commit confirms the same text (see stages/speak.py).
+    speculate: bool = True
 
     def __post_init__(self) -> None:
         if self.asr_interval_s <= 0:

@@ -29,6 +29,8 @@ class SessionMetrics:
     speed: float = 1.0
     merges: int = 0
     skipped: int = 0
+    spec_hits: int = 0  # speculative clauses the commit confirmed (played as made)
+    spec_misses: int = 0  # ... that it did not (made again from the committed text)
     speech_lag_s: float = 0.0  # the last voiced clause: speaker said it -> listener hears it
     errors: int = 0
     stages: dict[str, _StageTime] = field(default_factory=dict)
@@ -71,6 +73,8 @@ class SessionMetrics:
             "speech_lag_s": round(self.speech_lag_s, 3),
             "merges": self.merges,
             "skipped": self.skipped,
+            "spec_hits": self.spec_hits,
+            "spec_misses": self.spec_misses,
             "errors": self.errors,
             "shed_level": shed_level,
             "last_timing_ms": self.last_timing_ms,

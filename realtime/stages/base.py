@@ -132,6 +132,7 @@ class Stage(abc.ABC):
 
     def __init__(self, ctx: Context, flow: Flow) -> None:
         self.ctx = ctx
+        self.flow = flow
         self.inbox = Inbox(flow)
 
     def coalesce(self) -> bool:

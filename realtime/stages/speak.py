@@ -2,19 +2,26 @@
 (``ClauseCutter``); each clause is synthesised piece by piece on the scheduler's TTS lane,
 in the phrase's voice (chosen once per phrase so it never changes inside a sentence) and
 converted towards the speaker's. How fast to speak, whether to merge what waits and whether
-a clause is too late to voice at all are ``policy`` decisions on the sink's backlog."""
+a clause is too late to voice at all are ``policy`` decisions on the sink's backlog.
+
+Speculation: when nothing committed waits, the clause that the translator's current draft
+would end the phrase with is synthesised ahead of its commit. If the commit then brings
+exactly that clause, its audio goes out at once (a hit); anything else is synthesised from
+the committed text as usual (a miss) — speculative audio is never played for other words."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from babelcall.engines.voice import VoiceProfile, rate_factor
+from babelcall.realtime.audio import shorten_pauses
 from babelcall.realtime.clauses import ClauseCutter
 from babelcall.realtime.policy import merge_waiting, skip_voice, speech_speed
 from babelcall.realtime.scheduler import CallTrace
@@ -37,6 +44,7 @@ class Speech:
         self.tts, self.cloner = engines.tts, engines.cloner
         self.text, self.voice, self.speed, self.profile = text, voice, speed, profile
         self.language = ctx.config.target
+        self.max_pause_s = ctx.config.max_pause_s
         self.clock = ctx.clock
         self.synthesized_ns = 0  # when the latest piece was made, before conversion
         self._pieces: Iterator[np.ndarray] | None = None
@@ -47,7 +55,11 @@ class Speech:
                                                voice=self.voice, speed=self.speed)
         pcm = next(self._pieces, None)
         self.synthesized_ns = self.clock.now_ns()
-        if pcm is None or self.profile is None:
+        if pcm is None:
+            return None
+        if self.max_pause_s is not None:
+            pcm = shorten_pauses(pcm, self.tts.sample_rate, self.max_pause_s)
+        if self.profile is None:
             return pcm
         return self.cloner.apply(pcm, self.tts.sample_rate, self.profile, voice=self.voice)
 
@@ -60,6 +72,38 @@ class _Piece:
     text: str
     src: Span
     made_by: TargetText
+
+
+@dataclass
+class _Made:
+    """A clause's speech as it is made: its pieces of audio and the waterfall hops of its
+    first. Once ``out`` is set (at once, or when a speculation is confirmed), every piece
+    goes out through it as soon as it exists."""
+
+    piece: _Piece
+    clause: int
+    chunks: list[np.ndarray] = field(default_factory=list)
+    marks: dict[str, int] = field(default_factory=dict)
+    out: Callable[[_Made, int], None] | None = None
+
+    def add(self, pcm: np.ndarray) -> None:
+        self.chunks.append(pcm)
+        if self.out is not None:
+            self.out(self, len(self.chunks) - 1)
+
+    def publish(self, out: Callable[[_Made, int], None]) -> None:
+        """From now on pieces go out; those made already go out now, in order."""
+        self.out = out
+        for seq in range(len(self.chunks)):
+            out(self, seq)
+
+
+@dataclass
+class _Speculation:
+    utt: int
+    text: str
+    made: _Made
+    task: asyncio.Task[None]
 
 
 def _trace_marks(prefix: str, trace: CallTrace | None) -> dict[str, int]:
@@ -79,6 +123,7 @@ class SpeakStage(Stage):
         self._phrase_voice: tuple[int, VoiceProfile | None, str | None] = (-1, None, None)
         self._clauses = itertools.count(1)
         self._latest: dict[int, tuple[int, dict[str, int]]] = {}  # utt -> its latest clause
+        self._spec: _Speculation | None = None
 
     def coalesce(self) -> bool:
         """Far behind, voice everything that waits as one; otherwise clause by clause."""
@@ -86,10 +131,8 @@ class SpeakStage(Stage):
 
     async def handle(self, items: list[Any]) -> bool:
         pieces: list[_Piece] = []
-        for item in items:
-            if item is END:
-                continue
-            t: TargetText = item
+        texts = [i for i in items if i is not END]
+        for t in texts:
             pieces += [_Piece(t.utt, p, t.span, t) for p in self.cutter.push(t.text,
                                                                             final=t.final)]
         if len(items) > 1 and len(pieces) > 1:
@@ -102,14 +145,29 @@ class SpeakStage(Stage):
                              span(pieces[0].src.start, last.src.end), last.made_by)]
         for piece in pieces:
             await self._say(piece)
-        for item in items:
-            if item is not END and item.final:
-                self._phrase_done(item)
-        return any(i is END for i in items)
+        for t in texts:
+            if t.final:
+                self._phrase_done(t)
+        if texts and not texts[-1].final and self.inbox.empty():
+            self._speculate(texts[-1])
+        ended = any(i is END for i in items)
+        if ended:
+            self._drop_speculation()
+        return ended
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:  # closed mid-phrase: a speculation still being made is not needed
+            spec, self._spec = self._spec, None
+            if spec is not None:
+                _forget(spec.task)
 
     def _phrase_done(self, last: TargetText) -> None:
         """The phrase is over: its latest clause carried its last word. Say how it got here."""
         ctx = self.ctx
+        if self._spec is not None and self._spec.utt == last.utt:
+            self._drop_speculation()  # the phrase ended on other words
         latest = self._latest.pop(last.utt, None)
         stamps = ctx.stats.stamps(last.utt)
         if latest is None or "last_word" not in stamps:
@@ -120,6 +178,47 @@ class SpeakStage(Stage):
         ctx.stats.last_timing_ms = hops_ms(marks)
         ctx.emit(PhraseTiming(last.utt, last.span, ctx.clock.now_ns(), clause, marks))
 
+    # -- speculation ----------------------------------------------------------------------
+    def _speculate(self, latest: TargetText) -> None:
+        """Start making the clause the phrase would end with if the draft were committed
+        now (nothing committed waits, so the TTS lane would otherwise idle)."""
+        if not self.ctx.config.speculate or not latest.draft.strip():
+            return
+        preview = self.cutter.preview(latest.draft, final=True)
+        if not preview:
+            return
+        text = preview[0]
+        spec = self._spec
+        if spec is not None and spec.utt == latest.utt and spec.text == text:
+            return  # already being made
+        self._drop_speculation()
+        made = self._new_clause(_Piece(latest.utt, text, latest.span, latest))
+        task = asyncio.create_task(self._make(made))
+        self.flow.add()  # in flight like any item: a replay's idle() waits for it
+        task.add_done_callback(lambda _: self.flow.done(1))
+        self._spec = _Speculation(latest.utt, text, made, task)
+
+    def _take_speculation(self, piece: _Piece) -> _Speculation | None:
+        """The speculation this committed clause confirms, if any (a hit); a speculation for
+        the same phrase that it does not confirm is a miss."""
+        spec = self._spec
+        if spec is None or spec.utt != piece.utt:
+            return None
+        self._spec = None
+        if spec.text == piece.text:
+            self.ctx.stats.spec_hits += 1
+            return spec
+        self.ctx.stats.spec_misses += 1
+        _forget(spec.task)
+        return None
+
+    def _drop_speculation(self) -> None:
+        spec, self._spec = self._spec, None
+        if spec is not None:
+            self.ctx.stats.spec_misses += 1
+            _forget(spec.task)
+
+    # -- voicing --------------------------------------------------------------------------
     def behind_s(self, src: Span, *, ahead: bool = False) -> float:
         """How long after the speaker said ``src`` the listener starts hearing it: the time
         since it arrived plus the audio queued before it; ``ahead``: plus what a synthesis
@@ -156,42 +255,74 @@ class SpeakStage(Stage):
     async def _say(self, piece: _Piece) -> None:
         ctx = self.ctx
         utt, src = piece.utt, piece.src
-        behind = self.behind_s(src, ahead=True)
+        spec = self._take_speculation(piece)
+        behind = self.behind_s(src, ahead=spec is None)
         if skip_voice(behind, ctx.budget):
             log.info("session %s overload: not voicing %r (%.1f s behind the speaker)",
                      ctx.session_id, piece.text, behind)
             ctx.stats.skipped += 1
             self._latest.pop(utt, None)  # its last clause was not voiced: no waterfall
             ctx.emit(SpeechSkipped(utt, src, ctx.clock.now_ns(), piece.text, behind))
+            if spec is not None:
+                _forget(spec.task)
             return
-        deadline = self._deadline(utt, src)
-        clause = next(self._clauses)
+        if spec is not None:  # confirmed: what is made goes out now, the rest as it comes
+            spec.made.piece = piece  # the committed text's hops (ASR, MT) for the waterfall
+            spec.made.publish(self._out)
+            try:
+                await spec.task
+                return
+            except Exception as exc:
+                if spec.made.chunks:  # part of it went out already: the rest is lost
+                    ctx.error("tts", utt, src, exc)
+                    return
+                log.info("session %s: speculation failed (%s); making it again",
+                         ctx.session_id, exc)
+        made = self._new_clause(piece)
+        made.out = self._out
         try:
-            profile, voice = await self._voice_for(utt, deadline)
-            speed = speech_speed(ctx.config.speed, rate_factor(profile, ctx.config.target),
-                                 ctx.backlog_s, ctx.budget)
-            ctx.stats.speed = speed
-            speech = Speech(ctx, piece.text, voice, speed, profile)
-            rate = ctx.scheduler.engines.tts.sample_rate
-            seq = 0
-            trace: CallTrace | None = CallTrace()
-            while (pcm := await ctx.timed("tts", ctx.scheduler.synthesize(
-                    speech.step, deadline_ns=deadline, trace=trace))) is not None:
-                if trace is not None:  # the clause's first piece: its waterfall hops
-                    self._latest[utt] = (clause, self._marks(piece, trace, speech))
-                    ctx.stats.stamp(utt, "first_audio", ctx.clock.now_ns(), once=True)
-                    ctx.stats.speech_lag_s = self.behind_s(src)
-                    trace = None
-                ctx.emit(SynthAudio(utt, src, ctx.clock.now_ns(), pcm, rate, piece.text, seq,
-                                    clause))
-                seq += 1
-                deadline = self._deadline(utt, src)
+            await self._make(made)
         except Exception as exc:
             ctx.error("tts", utt, src, exc)
 
-    @staticmethod
-    def _marks(piece: _Piece, tts: CallTrace, speech: Speech) -> dict[str, int]:
-        made = piece.made_by
-        return {**_trace_marks("asr", made.asr), **_trace_marks("mt", made.mt),
-                "tts_submit": tts.submitted_ns, "tts_start": tts.started_ns,
-                "synthesized": speech.synthesized_ns, "tts_done": tts.done_ns}
+    def _new_clause(self, piece: _Piece) -> _Made:
+        return _Made(piece, next(self._clauses))
+
+    async def _make(self, made: _Made) -> None:
+        """Synthesise a clause, piece by piece, into ``made``."""
+        ctx = self.ctx
+        utt, src = made.piece.utt, made.piece.src
+        deadline = self._deadline(utt, src)
+        profile, voice = await self._voice_for(utt, deadline)
+        speed = speech_speed(ctx.config.speed, rate_factor(profile, ctx.config.target),
+                             ctx.backlog_s, ctx.budget)
+        ctx.stats.speed = speed
+        speech = Speech(ctx, made.piece.text, voice, speed, profile)
+        trace = CallTrace()
+        while (pcm := await ctx.timed("tts", ctx.scheduler.synthesize(
+                speech.step, deadline_ns=deadline, trace=trace))) is not None:
+            if not made.chunks:  # the clause's first piece: its waterfall hops
+                made.marks = {"tts_submit": trace.submitted_ns, "tts_start": trace.started_ns,
+                              "synthesized": speech.synthesized_ns, "tts_done": trace.done_ns}
+            made.add(pcm)
+            deadline = self._deadline(utt, src)
+
+    def _out(self, made: _Made, seq: int) -> None:
+        """A piece of a clause goes to the listener."""
+        ctx, piece = self.ctx, made.piece
+        if seq == 0:
+            marks = {**_trace_marks("asr", piece.made_by.asr),
+                     **_trace_marks("mt", piece.made_by.mt), **made.marks}
+            self._latest[piece.utt] = (made.clause, marks)
+            ctx.stats.stamp(piece.utt, "first_audio", ctx.clock.now_ns(), once=True)
+            ctx.stats.speech_lag_s = self.behind_s(piece.src)
+        ctx.emit(SynthAudio(piece.utt, piece.src, ctx.clock.now_ns(), made.chunks[seq],
+                            ctx.scheduler.engines.tts.sample_rate, piece.text, seq,
+                            made.clause))
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    """A speculation nobody will play: stop it (a queued lane call is then dropped unrun),
+    and let no error of it be reported as unretrieved."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())

@@ -27,6 +27,7 @@ class TargetText:
     final: bool
     asr: CallTrace | None = None
     mt: CallTrace | None = None
+    draft: str = ""  # the translator's current guess for the rest (may change)
 
 
 def latest_per_phrase(items: list[SourceText]) -> list[SourceText]:
@@ -81,5 +82,6 @@ class TranslateStage(Stage):
             if src.final:
                 self.mt.reset()
         ctx.emit(Translation(src.utt, src.span, ctx.clock.now_ns(), new, draft, src.final))
-        if new or src.final:
-            self.out.put(TargetText(src.utt, new, src.span, src.final, src.asr, trace))
+        if new or src.final or draft.strip():  # a draft alone feeds speculative synthesis
+            self.out.put(TargetText(src.utt, new, src.span, src.final, src.asr, trace,
+                                    "" if src.final else draft))

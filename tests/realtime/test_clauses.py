@@ -32,3 +32,12 @@ def test_punctuation_only_pieces_are_not_spoken():
 def test_bad_limits():
     with pytest.raises(ValueError):
         ClauseCutter(max_words=1)
+
+
+def test_preview_says_what_push_would_cut_and_changes_nothing():
+    c = ClauseCutter(max_words=4, first_max_words=2)
+    assert c.push("uno dos tres") == ["uno dos"]
+    assert c.preview("cuatro cinco seis siete", final=True) == ["tres cuatro cinco seis",
+                                                                 "siete"]
+    assert c.pending == "tres"  # untouched
+    assert c.push("cuatro cinco seis siete", final=True) == ["tres cuatro cinco seis", "siete"]
