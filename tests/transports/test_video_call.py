@@ -1,0 +1,394 @@
+"""The translated video call in headless Chromium (Debian's chromium, driven by playwright): each
+person is a browser of their own with a fake camera and a fake microphone (a FLEURS clip after
+some silence), joining room "demo" of a server on the real models, each with their language.
+
+Each page must show the others' video (frames counted on its <video> elements), play their
+speech translated into its own language (recorded in the page, transcribed back by an
+independent Whisper and scored against the FLEURS reference translation), show their captions
+under a tile with their name and language, and show their picture about as late as their
+translated voice: the fake camera's frames carry their index (``video_marks``), so a listener's
+page tells how late it shows each picture, and at each translated clause that delay is compared
+with the clause's translation lag (its ``audio_out`` latency, bounded at the relay's 3 s).
+
+Only en<->es is installed offline (Apertium), so the three-person call has two Spanish speakers.
+Its third person joins late, which makes the server renegotiate the others' connections."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+import sacrebleu
+from conftest import load_clip, reference
+from transport_utils import running_server, until
+from video_marks import MARKS_JS, PROBE_JS, frame_index_y4m, video_delay_ms
+
+from babelcall.realtime.audio import write_wav
+
+pytestmark = pytest.mark.timeout(480)
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ROOM = "demo"
+MAX_DELAY_MS = 3000  # the relay's bound on a picture's delay (rooms.MAX_VIDEO_DELAY_S)
+TOLERANCE_MS = 300
+NAMES = {"en": "English", "es": "Español"}
+
+
+@dataclass
+class Person:
+    name: str
+    lang: str
+    clip: str | None  # what their microphone says (None: silence)
+    lead_s: float     # silence before it, from the moment the page opens the microphone
+    page: Any = None
+    browser: Any = None
+    errors: list[str] = field(default_factory=list)
+    pid: str = ""
+    state: dict[str, Any] = field(default_factory=dict)
+    audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    @property
+    def speech_end_s(self) -> float:
+        return self.lead_s + (len(load_clip(self.clip)) / 16000 if self.clip else 0.0)
+
+
+@pytest.fixture(scope="module")
+def judge():
+    """An independent transcriber: plain faster-whisper on the Whisper base files, full 30 s
+    window, beam 5 — not babelcall's streaming recogniser. (A small local one until the shared
+    benchmarks/judge.py lands.)"""
+    from faster_whisper import WhisperModel
+
+    from babelcall.engines.models import resolve
+
+    model = WhisperModel(str(resolve("whisper-base")), device="cpu", compute_type="int8",
+                         cpu_threads=2)
+
+    def transcribe(audio: np.ndarray, language: str) -> str:
+        segments, _ = model.transcribe(audio, language=language, beam_size=5)
+        return " ".join(s.text.strip() for s in segments)
+
+    return transcribe
+
+
+def flags(mic: Path, camera: Path) -> list[str]:
+    return ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={mic}%noloop",
+            f"--use-file-for-fake-video-capture={camera}", "--no-sandbox", "--headless",
+            "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+            "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+            "--disable-backgrounding-occluded-windows"]
+
+
+async def open_page(playwright, srv, tmp: Path, person: Person, camera: Path) -> None:
+    """A browser with this person's microphone, on the call page, not joined yet."""
+    mic = tmp / f"{person.name}.wav"
+    speech = load_clip(person.clip, 48000) if person.clip else np.zeros(0, np.float32)
+    write_wav(mic, np.concatenate([np.zeros(int(person.lead_s * 48000), np.float32), speech,
+                                   np.zeros(48000, np.float32)]), 48000)
+    person.browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                      args=flags(mic, camera))
+    page = person.page = await person.browser.new_page(viewport={"width": 1280, "height": 760})
+    page.on("console", lambda m: _console(person, srv, m))
+    page.on("pageerror", lambda e: person.errors.append(f"page error: {e}"))
+    await page.add_init_script(MARKS_JS + PROBE_JS)
+    await page.goto(f"{srv.url}/?room={ROOM}&name={person.name}&lang={person.lang}")
+
+
+def _console(person: Person, srv, message) -> None:
+    if message.type != "error":
+        return
+    # GET /languages is served by another branch; until it is, its 404 is expected (the page
+    # keeps its own language list then).
+    url = (message.location or {}).get("url", "")
+    served = any(r.canonical == "/languages" for r in srv.app.router.resources())
+    if not (url.endswith("/languages") and not served):
+        person.errors.append(f"console error: {message.text} ({url})")
+
+
+async def join(people: list[Person]) -> None:
+    await asyncio.gather(*(p.page.click("#start") for p in people))
+    for p in people:
+        await p.page.wait_for_function("window.babelcall.status.startsWith('live in')",
+                                       timeout=30_000)
+        p.pid = await p.page.evaluate("window.babelcall.me")
+
+
+def _alnum(text: str) -> int:
+    return sum(ch.isalnum() for ch in text)
+
+
+def voiced(records: list[dict], speaker: str) -> bool:
+    """The listener has everything ``speaker`` said: their last phrase ended and was translated
+    in full, and every committed word has started playing (or was skipped as too late, which
+    the server says in a caption)."""
+    mine = [r for r in records if r.get("speaker") == speaker]
+    ended = [r["utt"] for r in mine if r["type"] == "speech_ended"]
+    started = [r["utt"] for r in mine if r["type"] == "speech_started"]
+    if not ended or max(started, default=-1) > max(ended):
+        return False
+    if not any(r["type"] == "translation" and r.get("final") and r["utt"] == max(ended)
+               for r in mine):
+        return False
+    said = " ".join(r.get("committed") or "" for r in mine if r["type"] == "translation")
+    out = " ".join(r.get("text") or "" for r in mine if r["type"] in ("audio_out",
+                                                                         "speech_skipped"))
+    return _alnum(out) >= _alnum(said)
+
+
+async def until_voiced(pairs: list[tuple[Person, Person]], timeout: float = 180) -> None:
+    for listener, speaker in pairs:
+        async def heard_all(listener=listener, speaker=speaker) -> bool:
+            return voiced(await listener.page.evaluate("window.records"), speaker.pid)
+
+        for _ in range(int(timeout / 0.5)):
+            if await heard_all():
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"{listener.name} never heard all that {speaker.name} said")
+    await asyncio.sleep(2.0)  # the last clause plays out
+
+
+async def collect(person: Person) -> None:
+    page = person.page
+    person.state = await page.evaluate("""() => ({
+        error: window.babelcall.error, negotiations: window.babelcall.negotiations,
+        frames: window.frameCounts, marks: window.marks, records: window.records,
+        tiles: Array.from(document.querySelectorAll('.tile')).map((t) => ({
+            pid: t.dataset.pid, name: t.querySelector('.name').textContent,
+            lang: t.querySelector('.lang').textContent, cc: t.querySelector('.cc').innerText,
+            figures: t.querySelector('.figures').innerText,
+            label: t.getAttribute('aria-label')})),
+    })""")
+    person.audio = _decode_16k(base64.b64decode(await page.evaluate("window.recording()")))
+    if os.environ.get("BABELCALL_VIDEO_CALL_DUMP"):  # for looking at a run by hand
+        import json
+
+        folder = Path(os.environ["BABELCALL_VIDEO_CALL_DUMP"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{person.name}.json").write_text(json.dumps(person.state))
+        write_wav(folder / f"{person.name}.wav", person.audio, 16000)
+
+
+def _decode_16k(webm: bytes) -> np.ndarray:
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+    with av.open(io.BytesIO(webm)) as container:
+        pcm = [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
+               for f in resampler.resample(frame)]
+    return np.concatenate(pcm) if pcm else np.zeros(0, np.float32)
+
+
+async def leave_all(srv, everyone: list[Person]) -> None:
+    for p in everyone:
+        await p.page.click("#stop")
+    await until(lambda: not srv.hub.rooms and not srv.hub.scheduler.sessions, 20,
+                "the room and its sessions to be freed")
+
+
+async def close_browsers(everyone: list[Person]) -> None:
+    for p in everyone:
+        if p.browser is not None:
+            await p.browser.close()
+
+
+# -- checks -----------------------------------------------------------------------------------
+def check_page(p: Person, everyone: list[Person], min_frames: int = 60) -> dict[str, int]:
+    """No errors; a tile per other person with their name, language and video frames."""
+    assert not p.errors, (p.name, p.errors)
+    assert p.state["error"] is None, (p.name, p.state["error"])
+    tiles = {t["pid"]: t for t in p.state["tiles"]}
+    assert tiles[p.pid]["name"] == f"{p.name} (you)", tiles
+    frames = {}
+    for q in everyone:
+        if q is p:
+            continue
+        tile = tiles[q.pid]
+        assert (tile["name"], tile["lang"]) == (q.name, NAMES[q.lang]), tile
+        assert tile["label"].startswith(q.name), tile
+        frames[q.name] = p.state["frames"].get(q.pid, 0)
+        read = len(p.state["marks"].get(q.pid, []))
+        # their camera's pictures reached this page, and are theirs: the frame codes read back
+        assert frames[q.name] >= min_frames and read >= min_frames // 2, \
+            (p.name, q.name, p.state["frames"])
+        # Never a frozen picture: the relay changes the delay by speeding up or slowing down
+        # (frames at most 2.5x apart, tests/transports/test_video_relay.py), never by holding
+        # one; 2 s leaves room for a CPU-starved browser's own stalls (seen: 1.1 s).
+        shown = [t for t, _ in p.state["marks"][q.pid]]
+        assert max(np.diff(shown)) < 2000, (p.name, q.name, max(np.diff(shown)))
+    return frames
+
+
+def check_heard(listener: Person, speaker: Person, judge, floor: float,
+                also: Person | None = None) -> float:
+    """The listener's recorded audio, transcribed back, against the reference translation (and
+    what ``also``, who speaks the listener's language, said in their own voice)."""
+    ref = reference(speaker.clip, speaker.lang, listener.lang)["tgt_ref"]
+    if also is not None:
+        other = "en" if also.lang != "en" else "es"
+        ref += " " + reference(also.clip, also.lang, other)["src_ref"]
+    heard = judge(listener.audio, listener.lang)
+    score = sacrebleu.sentence_chrf(heard, [ref]).score
+    print(f"{listener.name} ({listener.lang}) heard {speaker.name}: chrF {score:.1f} {heard!r}")
+    assert score > floor, (listener.name, speaker.name, score, heard, ref)
+    return score
+
+
+def check_captions(listener: Person, speaker: Person, words: tuple[str, ...]) -> None:
+    tile = next(t for t in listener.state["tiles"] if t["pid"] == speaker.pid)
+    assert any(w in tile["cc"].lower() for w in words), (listener.name, speaker.name, tile)
+
+
+def lips(listener: Person, speaker: Person) -> list[tuple[float, float]]:
+    """(translation lag, how late the listener's tile showed the speaker) at each translated
+    clause of ``speaker`` the listener heard, in ms: the lag from the clause's ``audio_out``
+    record, the picture's delay from the frame the tile showed when that record arrived
+    (shown time minus the time the speaker's own page showed the same frame)."""
+    self_marks = speaker.state["marks"].get("self", [])
+    tile = listener.state["marks"].get(speaker.pid, [])
+    out = []
+    for rec in listener.state["records"]:
+        if rec.get("type") == "audio_out" and rec.get("speaker") == speaker.pid:
+            shown = video_delay_ms(self_marks, tile, rec["page_ms"])
+            if shown is not None:
+                out.append((rec["latency_ms"], shown))
+    print(f"{listener.name} <- {speaker.name}: (lag, picture delay) ms "
+          f"{[(round(a), round(b)) for a, b in out]}")
+    return out
+
+
+def check_lips(pairs: list[tuple[Person, Person]]) -> list[float]:
+    """Picture delay minus translation lag (bounded at 3 s), at every clause after each
+    speaker's first (before it no lag is known: the picture runs at the prior). Its median
+    magnitude must be within 300 ms; the relay never holds a picture more than 3 s."""
+    offsets = []
+    for listener, speaker in pairs:
+        measured = lips(listener, speaker)
+        assert len(measured) >= 2, (listener.name, speaker.name, measured)
+        offsets += [shown - min(lag, MAX_DELAY_MS) for lag, shown in measured[1:]]
+        # the relay's own delay (the page adds its network path) stays within the bound
+        relayed = [d["delay_ms"] for r in listener.state["records"] if r["type"] == "video"
+                   for pid, d in r["delays"].items() if pid == speaker.pid]
+        assert relayed and max(relayed) <= MAX_DELAY_MS, relayed
+    print(f"picture delay - translation lag, ms: {[round(x) for x in offsets]}; "
+          f"median |x| {statistics.median(abs(x) for x in offsets):.0f}")
+    assert statistics.median(abs(x) for x in offsets) <= TOLERANCE_MS, offsets
+    return offsets
+
+
+# -- tests ------------------------------------------------------------------------------------
+def test_two_people_see_and_hear_each_other_translated(engines, judge, tmp_path):
+    from playwright.async_api import async_playwright
+
+    # They take turns, as people do (and as this 2-core CPU can serve: one speaker at a time).
+    ana = Person("Ana", "en", "fleurs-en-000", lead_s=5.0)
+    luis = Person("Luis", "es", "fleurs-es-004", lead_s=19.0)
+    everyone = [ana, luis]
+
+    async def main():
+        camera = frame_index_y4m(tmp_path / "camera.y4m")
+        async with running_server(engines) as srv, async_playwright() as pw:
+            try:
+                for p in everyone:
+                    await open_page(pw, srv, tmp_path, p, camera)
+                await accessible(ana.page, "the join form")
+                await join(everyone)
+                assert len(srv.hub.rooms[ROOM].participants) == 2
+                await asyncio.sleep(max(p.speech_end_s for p in everyone))
+                await until_voiced([(luis, ana), (ana, luis)])
+                await accessible(ana.page, "the call")
+                await keyboard(ana.page)
+                for p in everyone:
+                    await collect(p)
+                await leave_all(srv, everyone)
+            finally:
+                await close_browsers(everyone)
+
+    asyncio.run(main())
+    frames = {p.name: check_page(p, everyone) for p in everyone}
+    check_captions(luis, ana, ("canales", "comunicación", "oeste"))
+    check_captions(ana, luis, ("carpanedo", "championship", "individual"))
+    scores = {"Luis hears Ana": check_heard(luis, ana, judge, 30),
+              "Ana hears Luis": check_heard(ana, luis, judge, 30)}
+    offsets = check_lips([(luis, ana), (ana, luis)])
+    print("frames", frames, "chrF", scores, "offsets", offsets)
+
+
+def test_three_people_and_a_late_joiner(engines, judge, tmp_path):
+    from playwright.async_api import async_playwright
+
+    ana = Person("Ana", "en", "fleurs-en-004", lead_s=9.0)
+    luis = Person("Luis", "es", None, lead_s=1.0)  # listens
+    zoe = Person("Zoe", "es", "fleurs-es-004", lead_s=11.0)  # joins 5 s late, speaks after Ana
+    everyone = [ana, luis, zoe]
+
+    async def main():
+        camera = frame_index_y4m(tmp_path / "camera.y4m")
+        async with running_server(engines) as srv, async_playwright() as pw:
+            try:
+                for p in everyone:
+                    await open_page(pw, srv, tmp_path, p, camera)
+                await join([ana, luis])
+                await asyncio.sleep(5.0)
+                await join([zoe])
+                room = srv.hub.rooms[ROOM]
+                assert len(room.participants) == 3
+                await asyncio.sleep(max(ana.speech_end_s - 5, zoe.speech_end_s))
+                await until_voiced([(luis, ana), (zoe, ana), (ana, zoe)])
+                for p in everyone:
+                    await collect(p)
+                await leave_all(srv, everyone)
+            finally:
+                await close_browsers(everyone)
+
+    asyncio.run(main())
+    frames = {p.name: check_page(p, everyone, min_frames=40) for p in everyone}
+    # Zoe's video reached the two who were there before her: their calls were renegotiated
+    assert ana.state["negotiations"] >= 2 and luis.state["negotiations"] >= 2, \
+        (ana.state["negotiations"], luis.state["negotiations"])
+    for listener in (luis, zoe):
+        check_captions(listener, ana, ("personas", "plumas", "volar"))
+    check_captions(ana, zoe, ("carpanedo", "championship", "individual"))
+    scores = {"Luis hears Ana (and Zoe)": check_heard(luis, ana, judge, 30, also=zoe),
+              "Zoe hears Ana": check_heard(zoe, ana, judge, 30),
+              "Ana hears Zoe": check_heard(ana, zoe, judge, 30)}
+    offsets = check_lips([(luis, ana), (zoe, ana), (ana, zoe)])
+    print("frames", frames, "chrF", scores, "offsets", offsets)
+
+
+# -- accessibility ----------------------------------------------------------------------------
+async def accessible(page, what: str) -> None:
+    """axe-core (WCAG 2 A and AA rules) finds nothing on the page."""
+    import axe_playwright_python
+
+    script = Path(axe_playwright_python.__file__).with_name("axe.min.js")
+    await page.add_script_tag(path=str(script))
+    result = await page.evaluate(
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}})")
+    problems = [(v["id"], [n["target"] for n in v["nodes"]]) for v in result["violations"]]
+    assert not problems, (what, problems)
+
+
+async def keyboard(page) -> None:
+    """Every call control is reached with Tab and works from the keyboard."""
+    await page.focus("body")
+    reached = []
+    for _ in range(20):
+        await page.keyboard.press("Tab")
+        reached.append(await page.evaluate("document.activeElement.id"))
+    assert {"mute", "camera", "live-video", "link", "copy-link", "stop"} <= set(reached), reached
+    await page.focus("#mute")
+    await page.keyboard.press("Space")
+    assert await page.get_attribute("#mute", "aria-pressed") == "true"
+    await page.keyboard.press("Enter")
+    assert await page.get_attribute("#mute", "aria-pressed") == "false"
