@@ -48,7 +48,7 @@ def local_addresses() -> list[str]:
 
 def self_signed(folder: str | Path, hosts: list[str] | None = None) -> tuple[Path, Path]:
     """A certificate and key in ``folder`` naming localhost, the host name and ``hosts``
-    (default: every local address); made anew when missing, expiring or not naming them."""
+    (default: every local address); made anew when missing, expiring or not naming them all."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -56,7 +56,8 @@ def self_signed(folder: str | Path, hosts: list[str] | None = None) -> tuple[Pat
 
     folder = Path(folder).expanduser()
     cert_path, key_path = folder / "babelcall-cert.pem", folder / "babelcall-key.pem"
-    names = ["localhost", socket.gethostname(), *(hosts or local_addresses())]
+    names = ["localhost", "127.0.0.1", "::1", socket.gethostname(),
+             *(hosts or local_addresses())]
     dns = sorted({n for n in names if not _is_ip(n)})
     ips = sorted({n for n in names if _is_ip(n)})
     now = datetime.datetime.now(datetime.UTC)
