@@ -66,8 +66,10 @@ def register(sub: Any) -> None:
     p.add_argument("--max-sessions", type=int, help="refuse calls beyond this many sessions "
                                                     "(503); the scheduler also refuses when "
                                                     "translations run late")
-    p.add_argument("--stun", action="append", help="STUN/TURN URL to offer ICE candidates "
-                                                   "beyond the LAN (repeatable)")
+    p.add_argument("--stun", action="append",
+                   help="STUN or TURN server for ICE beyond the LAN (repeatable), e.g. "
+                        "stun:stun.example.org:3478 or turn:USER:PASSWORD@turn.example.org:3478"
+                        "; the browser page uses the same servers")
     p.add_argument("--cors-origin", help="allow signalling from this web origin (or '*')")
     p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; browsers give "
                                       "the camera and microphone only to secure pages)")

@@ -12,6 +12,7 @@
   DELETE /rooms/<room>/<id>   leave the room
   GET  /ws?source=&target=&rate=    raw PCM16 over a WebSocket (transports/websocket.py)
   GET  /health, GET /stats    liveness; load figures (scheduler lanes, calls, rooms)
+  GET  /ice                   the STUN/TURN servers for the page's own connection
 
 Errors are JSON ``{"error": code, "message": text}`` with a 4xx/5xx status, whatever the
 endpoint; the server keeps serving everyone else."""
@@ -37,6 +38,7 @@ from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.transports.hub import Hub, ServerConfig
 from babelcall.transports.ingest import CallOptions, Ingest
+from babelcall.transports.peer import ice_server
 from babelcall.transports.rooms import Room
 from babelcall.transports.signaling import (
     SignalingError,
@@ -69,6 +71,7 @@ def create_app(engines: Engines, config: ServerConfig | None = None, *,
     for icon in ("/favicon.svg", "/favicon.ico"):  # browsers ask for /favicon.ico on their own
         app.router.add_get(icon, _page("favicon.svg", "image/svg+xml"))
     app.router.add_get("/health", health)
+    app.router.add_get("/ice", ice)
     app.router.add_get("/stats", stats)
     app.router.add_post("/offer", offer)
     app.router.add_post("/whip", whip)
@@ -131,6 +134,13 @@ def _page(name: str, content_type: str) -> Handler:
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def ice(request: web.Request) -> web.Response:
+    """The STUN/TURN servers (with credentials) for the page's own RTCPeerConnection: behind
+    the token, as they are the server's TURN credentials."""
+    servers = [ice_server(u) for u in request.app[HUB].config.ice_servers]
+    return web.json_response({"iceServers": servers})
 
 
 async def stats(request: web.Request) -> web.Response:

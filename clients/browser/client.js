@@ -112,7 +112,7 @@ async function start() {
       stream = await navigator.mediaDevices.getUserMedia({ audio, video: false });
       setStatus("no camera — joining with the microphone only");
     }
-    pc = new RTCPeerConnection({ iceServers: [] });
+    pc = new RTCPeerConnection({ iceServers: await iceServers() });
     pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendrecv", streams: [stream] });
     if (room) {
       const cam = stream.getVideoTracks()[0];
@@ -145,6 +145,15 @@ async function start() {
     await stop(null);
     setStatus(String(err.message || err), true);
   }
+}
+
+async function iceServers() {
+  // The server's STUN/TURN servers (babelcall serve --stun ...); none on a LAN.
+  try {
+    const resp = await fetch("/ice", { headers: authHeaders() });
+    if (resp.ok) return (await resp.json()).iceServers || [];
+  } catch (_) { /* an older server: none */ }
+  return [];
 }
 
 function preferCodecs(tx) {

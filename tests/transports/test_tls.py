@@ -1,6 +1,7 @@
-"""HTTPS for ``babelcall serve``: a self-signed pair for a LAN trial (made once, reused while it
-names the machine), the server answering over TLS with it, and one clear error for files that
-are not a certificate and its key."""
+"""Reaching ``babelcall serve`` from another machine: HTTPS with a self-signed pair for a LAN
+trial (made once, reused while it names the machine), one clear error for files that are not a
+certificate and its key, and TURN credentials passed to aiortc and (behind the token) to the
+page."""
 
 from __future__ import annotations
 
@@ -73,3 +74,26 @@ def test_plain_server_still_serves_http():
             return srv.url
 
     assert asyncio.run(main()).startswith("http://")
+
+
+def test_turn_credentials_reach_aiortc_and_the_page():
+    from babelcall.transports.peer import ice_configuration
+
+    turn = "turn:alice:s3cret@turn.example.org:3478?transport=tcp"
+    server = ice_configuration([turn, "stun:stun.example.org:3478"]).iceServers
+    assert (server[0].urls, server[0].username, server[0].credential) == \
+        ("turn:turn.example.org:3478?transport=tcp", "alice", "s3cret")
+    assert server[1].urls == "stun:stun.example.org:3478" and server[1].username is None
+
+    async def main():
+        async with running_server(fake_engines(), ice_servers=[turn], token="t") as srv, \
+                aiohttp.ClientSession() as http:
+            async with http.get(f"{srv.url}/ice") as resp:
+                refused = resp.status  # the credentials are behind the token
+            async with http.get(f"{srv.url}/ice", headers={"Authorization": "Bearer t"}) as resp:
+                return refused, await resp.json()
+
+    refused, body = asyncio.run(main())
+    assert refused == 401
+    assert body == {"iceServers": [{"urls": "turn:turn.example.org:3478?transport=tcp",
+                                    "username": "alice", "credential": "s3cret"}]}
