@@ -2,8 +2,11 @@
 their Link emits (``link.add_sink(tracker.observe)``), so a video relay can show the speaker's
 picture as late as their translated voice is heard (``tracks.DelayedTrack``).
 
-The lag is the ``latency_ms`` of the latest ``audio_out`` record: from the arrival of a
-clause's source end to the moment its translation starts playing. The records also say when
+The lag is read from the ``audio_out`` records: ``latency_ms`` is from the arrival of a
+clause's source end to the moment its translation starts playing. One clause's lag differs from
+the next by up to a second or two (clause length, a synthesis queue, the CPU), more than a picture
+can follow smoothly, so the current lag is the median of the last few clauses': steady, yet it
+moves within a few clauses when the lag really changes. The records also say when
 the speaker talks (``speech_started``/``speech_ended``, placed at the arrival time of the
 source sample they mark), so the delay changes quickly between phrases and barely while the
 speaker talks: speeding up or slowing down a picture of someone listening is not noticed,
@@ -12,16 +15,18 @@ of someone talking it is."""
 from __future__ import annotations
 
 import collections
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from babelcall.realtime.clock import Clock
 
-SPEECH_RATE = 0.15  # delay change per second of video while the speaker talks (0.85x-1.15x)
+SPEECH_RATE = 0.2   # delay change per second of video while the speaker talks (0.8x-1.2x)
 PAUSE_RATE = 0.6    # ... between phrases (0.4x-1.6x)
 LIVE_RATE = 0.8     # catching up when a viewer asks for live video
 DEFAULT_PRIOR_S = 2.0  # the lag assumed before any clause has played (this CPU: 2-3 s)
+CLAUSES = 5         # the current lag is the median over this many latest clauses
 
 
 class LagTracker:
@@ -36,7 +41,8 @@ class LagTracker:
         self.origin_ns = origin_ns
         self.prior_s = prior_s
         self.max_lag_s = max_lag_s
-        self.lag_s: float | None = None
+        self.lag_s: float | None = None  # the current lag: median of the latest clauses'
+        self.lags: collections.deque[float] = collections.deque(maxlen=CLAUSES)
         self.updated_ns = 0
         self.clauses = 0
         # (start, end) arrival times in ns of the phrases heard; end None while one is open
@@ -45,7 +51,8 @@ class LagTracker:
     def observe(self, rec: dict[str, Any]) -> None:
         kind = rec.get("type")
         if kind == "audio_out" and isinstance(rec.get("latency_ms"), int | float):
-            self.lag_s = rec["latency_ms"] / 1000
+            self.lags.append(rec["latency_ms"] / 1000)
+            self.lag_s = statistics.median(self.lags)
             self.updated_ns = self.clock.now_ns()
             self.clauses += 1
         elif kind in ("speech_started", "speech_ended"):

@@ -138,7 +138,7 @@ class Participant:
             self.negotiator.request()
         else:
             transceiver = next(t for t, ln in self.lines if ln is line)
-        speaker.feed.forward_keyframe_requests(transceiver.sender)
+        speaker.feed.forward_keyframe_requests(transceiver.sender, line)
         line.show(speaker.id, track)
 
     def hide(self, speaker_id: str) -> None:

@@ -147,6 +147,11 @@ class Slew:
         self._arrival: int | None = None
         self._release: int | None = None
 
+    def restart(self, delay_ns: int = 0) -> None:
+        """Carry on from ``delay_ns`` at the next frame (after frames were dropped)."""
+        self.delay_ns = min(max(delay_ns, 0), self.max_delay_ns)
+        self._arrival = None
+
     def release_ns(self, arrival_ns: int, target_s: float, rate: float) -> int:
         target = min(max(int(target_s * 1e9), 0), self.max_delay_ns)
         if self._arrival is not None:
@@ -184,6 +189,8 @@ class DelayedTrack(MediaStreamTrack):
         self._ready = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._ended = False
+        self._resync = False
+        self.resyncs = 0
 
     @property
     def delay_s(self) -> float:
@@ -214,12 +221,38 @@ class DelayedTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._ready.clear()
             await self._ready.wait()
+        if self._resync:
+            return await self._next_keyframe()
         arrived, item = self._queue.popleft()
         release = self.slew.release_ns(arrived, self.target.target_s(), self.target.rate(arrived))
         wait = release - self.clock.now_ns()
         if wait > 0:
             await asyncio.sleep(wait / 1e9)
         return _restamped(item, release)
+
+    def resync(self) -> None:
+        """The receiver lost the picture (a PLI) and encoded frames are relayed: everything
+        queued depends on what it lost, so the next keyframe goes at once, the frames before it
+        are dropped, and the delay builds up again from there. A jump ahead instead of a picture
+        frozen for the whole delay (the keyframe the speaker sends would wait its turn)."""
+        self._resync = True
+
+    async def _next_keyframe(self) -> av.Packet:
+        while True:
+            while self._queue:
+                arrived, item = self._queue.popleft()
+                if getattr(item, "is_keyframe", False):
+                    self._resync = False
+                    self.resyncs += 1
+                    self.slew.restart(self.clock.now_ns() - arrived)  # it goes now
+                    release = self.slew.release_ns(arrived, 0.0, 0.0)
+                    return _restamped(item, release)  # type: ignore[return-value]
+            if self._ended:
+                self.drained.set()
+                self.stop()
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
 
     def stop(self) -> None:
         super().stop()

@@ -155,9 +155,14 @@ class VideoFeed:
             task = asyncio.ensure_future(self.receiver._send_rtcp_pli(source.source))
             self._tasks = [t for t in self._tasks if not t.done()] + [task]
 
-    def forward_keyframe_requests(self, sender: RTCRtpSender) -> None:
-        """A listener's PLI to ``sender`` (whose track this feed fills) goes to the speaker."""
-        sender._send_keyframe = self.request_keyframe  # type: ignore[method-assign]
+    def forward_keyframe_requests(self, sender: RTCRtpSender, line: VideoLine) -> None:
+        """A listener's PLI to ``sender`` (whose ``line`` this feed fills) goes to the speaker,
+        and the line plays from the keyframe that answers it (``DelayedTrack.resync``)."""
+        def lost_picture() -> None:
+            self.request_keyframe()
+            line.resync()
+
+        sender._send_keyframe = lost_picture  # type: ignore[method-assign]
 
     async def stop(self) -> None:
         self.encoded.stop()
@@ -228,6 +233,11 @@ class VideoLine(MediaStreamTrack):
                 if self.inner is inner:
                     self.inner = self.speaker = None
         raise MediaStreamError
+
+    def resync(self) -> None:
+        resync = getattr(self.inner, "resync", None)
+        if resync is not None:
+            resync()
 
     def stop(self) -> None:
         super().stop()

@@ -209,9 +209,8 @@ function showCall(room) {
   $("live-video").parentElement.hidden = !room;
   $("captions").hidden = !!room;
   if (room) {
-    const link = new URL(window.location.href);
+    const link = new URL(window.location.href);  // the #token=..., if any, stays in it
     link.search = new URLSearchParams({ room }).toString();
-    link.hash = "";
     $("link").value = link.toString();
     renderTiles();
   }
@@ -447,10 +446,14 @@ function onMessage(rec) {
 async function renegotiate(msg) {
   // The server adds a video line for each newcomer and offers it on the data channel.
   if (msg.roster) { state.roster = msg.roster.participants; state.me = msg.roster.you; }
-  await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
-  await pc.setLocalDescription(await pc.createAnswer());
-  send({ type: "answer", sdp: pc.localDescription.sdp });
-  state.negotiations += 1;
+  try {
+    await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    send({ type: "answer", sdp: pc.localDescription.sdp });
+    state.negotiations += 1;
+  } catch (err) {
+    setStatus(`could not add a participant's video: ${err.message || err}`, true);
+  }
   renderTiles();
 }
 

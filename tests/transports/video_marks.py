@@ -43,13 +43,15 @@ def frame_index_y4m(path: Path, frames: int = PERIOD) -> Path:
     return path
 
 
-# Runs in the page (add_init_script): window.marks[label] = [[wall_ms, k], ...] per <video>,
+# Runs in the page (add_init_script): window.marks[label] = [[wall_ms, k], ...] per <video> (the
+# frames whose code reads back), window.shown[label] = [wall_ms, ...] (every frame presented),
 # where label is the element's data-pid (a tile) or "self" (the self-view).
 MARKS_JS = """
 (() => {
   const BARS = __BARS__;
   window.marks = {};
   window.frameCounts = {};
+  window.shown = {};
   const canvas = document.createElement("canvas");
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   const watched = new WeakSet();
@@ -79,6 +81,8 @@ MARKS_JS = """
     const onFrame = (now, meta) => {
       const label = video.dataset.pid || "?";
       window.frameCounts[label] = (window.frameCounts[label] || 0) + 1;
+      (window.shown[label] = window.shown[label] || []).push(
+        performance.timeOrigin + meta.presentationTime);
       const k = decode(video);
       if (k !== null) {
         (window.marks[label] = window.marks[label] || []).push(
