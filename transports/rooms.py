@@ -278,6 +278,10 @@ class Room:
                         if listener.mix > 0:
                             self._connect_voice(speaker, listener, gain=min(1.0, 2 * listener.mix),
                                                 duck_gain=listener.mix)
+            for q in self.participants.values():  # same language: their words as captions
+                for r in self.participants.values():
+                    if q is not r and q.lang == r.lang:
+                        self._own_words(q, r)
             for q in others:
                 if p.feed is not None and q.wants_video:
                     q.show(p, ViewerDelay(p.lags.get(q.lang), live=q.live_video))
@@ -330,6 +334,26 @@ class Room:
         listener.sinks[(speaker.id, target)] = sink
         link.add_sink(sink)
 
+    def _own_words(self, speaker: Participant, listener: Participant) -> None:
+        """``listener`` shares ``speaker``'s language, so no session translates for them; their
+        transcript still comes from one of the speaker's sessions (none while everyone in the
+        room shares one language)."""
+        sink = listener.sinks.get((speaker.id, speaker.lang))
+        if sink is not None and any(sink in link.sinks for link in speaker.links.values()):
+            return
+        link = next(iter(speaker.links.values()), None)
+        if link is None:
+            return
+        send = listener.peer.send
+        label = {"name": speaker.name, "lang": speaker.lang, "target": speaker.lang}
+
+        def words(rec: dict[str, Any]) -> None:
+            if rec.get("type") == "transcript":
+                send({**rec, **label})
+
+        listener.sinks[(speaker.id, speaker.lang)] = words
+        link.add_sink(words)
+
     def _connect_voice(self, speaker: Participant, listener: Participant, *,
                        gain: float = 1.0, duck_gain: float = 0.5) -> None:
         """``speaker``'s own voice into ``listener``'s mixer, ducked under translations."""
@@ -360,9 +384,12 @@ class Room:
             return
         closing = list(p.links.values())
         for q in self.participants.values():  # all state changes first, then the awaits
+            for key in [*((q.id, t) for t in q.links), (q.id, q.lang)]:
+                sink = p.sinks.pop(key, None)
+                for link in q.links.values():
+                    link.remove_sink(sink)  # type: ignore[arg-type]
             for target, link in list(q.links.items()):
                 link.remove_output(p.output.mixer)
-                link.remove_sink(p.sinks.pop((q.id, target), None))  # type: ignore[arg-type]
                 if not any(r.lang == target for r in self.participants.values() if r is not q):
                     del q.links[target]
                     q.lags.pop(target, None)

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import io
 import os
+import re
 import shutil
 import statistics
 from dataclasses import dataclass, field
@@ -226,6 +227,18 @@ def check_page(p: Person, everyone: list[Person], min_frames: int = 60) -> dict[
     assert p.state["error"] is None, (p.name, p.state["error"])
     tiles = {t["pid"]: t for t in p.state["tiles"]}
     assert tiles[p.pid]["name"] == f"{p.name} (you)", tiles
+    # figures for the person looking: their own round trip, and for each speaker how late
+    # this page hears them (their latest clause), not someone else's figure
+    assert re.search(r"round trip \d+ ms", tiles[p.pid]["figures"]), tiles[p.pid]
+    for q in everyone:
+        lags = [r["latency_ms"] for r in p.state["records"]
+                if r.get("type") == "audio_out" and r.get("speaker") == q.pid]
+        if not lags:
+            continue
+        pattern = r"others hear you ([\d.]+) s" if q is p else r"([\d.]+) s after they speak"
+        shown = re.search(pattern, tiles[q.pid]["figures"])
+        assert shown and abs(float(shown[1]) - lags[-1] / 1000) <= 0.051, \
+            (p.name, q.name, lags[-1], tiles[q.pid])
     frames = {}
     for q in everyone:
         if q is p:
@@ -389,7 +402,8 @@ def test_three_people_and_a_late_joiner(engines, judge, tmp_path):
 
     ana = Person("Ana", "en", ("fleurs-en-004",), lead_s=9.0)
     luis = Person("Luis", "es", (), lead_s=1.0)  # listens
-    zoe = Person("Zoe", "es", ("fleurs-es-004",), lead_s=11.0)  # joins 5 s late, speaks after Ana
+    # Zoe joins 5 s late and speaks once Ana's translation is over (Luis hears her own voice)
+    zoe = Person("Zoe", "es", ("fleurs-es-004",), lead_s=17.0)
     everyone = [ana, luis, zoe]
 
     async def main():
@@ -419,6 +433,7 @@ def test_three_people_and_a_late_joiner(engines, judge, tmp_path):
     for listener in (luis, zoe):
         check_captions(listener, ana, ("personas", "plumas", "volar"))
     check_captions(ana, zoe, ("carpanedo", "championship", "individual"))
+    check_captions(luis, zoe, ("carreras", "campeonato", "miércoles"))  # her own words
     scores = {"Luis hears Ana (and Zoe)": check_heard(luis, ana, judge, also=zoe),
               "Zoe hears Ana": check_heard(zoe, ana, judge),
               "Ana hears Zoe": check_heard(ana, zoe, judge)}
