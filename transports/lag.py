@@ -99,15 +99,38 @@ class LagTracker:
 
 
 @dataclass
+class Playout:
+    """How much longer a listener's page holds audio than video before playing them (its
+    jitter buffers, as its getStats reports them, smoothed): pictures leave the server that
+    much later, so lips and translated voice meet on the screen, not at the server."""
+
+    audio_minus_video_s: float = 0.0
+    reports: int = 0
+
+    def update(self, audio_ms: Any, video_ms: Any) -> None:
+        if not all(isinstance(v, int | float) and 0 <= v < 5000 for v in (audio_ms, video_ms)):
+            return
+        now = (audio_ms - video_ms) / 1000
+        weight = 0.3 if self.reports else 1.0
+        self.audio_minus_video_s += weight * (now - self.audio_minus_video_s)
+        self.reports += 1
+
+
+@dataclass
 class ViewerDelay:
-    """One listener's delay for one speaker's video: the speaker's lag, or live on request
-    (same-language listeners hear the original voice, so their video is live from the start)."""
+    """One listener's delay for one speaker's video: the speaker's lag (plus what the
+    listener's page holds audio longer than video), or live on request (same-language
+    listeners hear the original voice, so their video is live from the start)."""
 
     lag: LagTracker | None
     live: bool = False
+    playout: Playout | None = None
 
     def target_s(self) -> float:
-        return 0.0 if self.live or self.lag is None else self.lag.target_s()
+        if self.live or self.lag is None:
+            return 0.0
+        extra = self.playout.audio_minus_video_s if self.playout is not None else 0.0
+        return min(max(self.lag.target_s() + extra, 0.0), self.lag.max_lag_s)
 
     def rate(self, arrival_ns: int) -> float:
         if self.live or self.lag is None:

@@ -20,7 +20,7 @@ The data channel carries, besides captions (labelled with the speaker's id, name
 language): ``roster`` (who is here, their name, language, mic and camera state, and which
 video line shows them), ``video`` (each picture's current delay, once a second), ``pong``
 (round trip), and the server's ``offer`` s. The page sends ``ping``, ``answer``, ``state``
-(its mic/camera) and ``live_video``.
+(its mic/camera), ``live_video`` and ``playout`` (how long it buffers audio and video).
 
 Loop guard, twice: an offer that sends babelcall's own output back is refused at signalling
 (the track id, see ``signaling.parse_offer``), and the echo guard (on by default here) feeds a
@@ -42,7 +42,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from babelcall.realtime.audio import Resampler
 from babelcall.realtime.errors import UnsupportedLanguage
 from babelcall.transports.hub import Hub
-from babelcall.transports.lag import DEFAULT_PRIOR_S, LagTracker, ViewerDelay
+from babelcall.transports.lag import DEFAULT_PRIOR_S, LagTracker, Playout, ViewerDelay
 from babelcall.transports.link import Link
 from babelcall.transports.media import RATE, Lane, Output
 from babelcall.transports.negotiation import Negotiator
@@ -68,6 +68,7 @@ class Participant:
         self.mix = mix  # the others' own voices under their translation (0: not at all)
         self.mic = self.camera = True
         self.live_video = False
+        self.playout = Playout()  # how long our page holds audio vs video before playing
         self.peer = Peer(offer, ice_servers=cfg.ice_servers,
                          connect_timeout_s=cfg.connect_timeout_s,
                          on_close=lambda p: room.leave(p.id))
@@ -164,6 +165,8 @@ class Participant:
             self.mic = bool(msg.get("mic", self.mic))
             self.camera = bool(msg.get("camera", self.camera))
             self.room.send_rosters()
+        elif kind == "playout":
+            self.playout.update(msg.get("audio_ms"), msg.get("video_ms"))
         elif kind == "live_video":
             self.live_video = bool(msg.get("on"))
             for _, line in self.lines:
@@ -284,9 +287,11 @@ class Room:
                         self._own_words(q, r)
             for q in others:
                 if p.feed is not None and q.wants_video:
-                    q.show(p, ViewerDelay(p.lags.get(q.lang), live=q.live_video))
+                    q.show(p, ViewerDelay(p.lags.get(q.lang), live=q.live_video,
+                                          playout=q.playout))
                 if q.feed is not None and p.wants_video:
-                    p.show(q, ViewerDelay(q.lags.get(lang), live=p.live_video))
+                    p.show(q, ViewerDelay(q.lags.get(lang), live=p.live_video,
+                                          playout=p.playout))
             self.send_rosters()
             log.info("room %s: %s (%s, %s) joined, %d present", self.name, p.name, p.id, lang,
                      len(self.participants))

@@ -259,17 +259,35 @@ function playTrack(track) {
   }, 50));
 }
 
+let buffered = {};  // kind -> [jitterBufferDelay, emitted] summed over this page's streams
 async function pollStats() {
   if (!pc) return;
   const report = await pc.getStats();
+  const now = { audio: [0, 0], video: [0, 0] };
   report.forEach((s) => {
     if (s.type === "inbound-rtp" && s.kind === "audio") {
       state.bytesReceived = s.bytesReceived || 0;
       state.packetsReceived = s.packetsReceived || 0;
       state.audioEnergy = s.totalAudioEnergy || 0;
     }
+    if (s.type === "inbound-rtp" && now[s.kind] && s.jitterBufferEmittedCount) {
+      now[s.kind][0] += s.jitterBufferDelay;
+      now[s.kind][1] += s.jitterBufferEmittedCount;
+    }
   });
   $("received").textContent = `${(state.bytesReceived / 1000).toFixed(0)} kB`;
+  // How long this page holds audio and video before playing them: the server shows the
+  // pictures that much later or earlier, so lips and translated voice meet here.
+  const hold = {};
+  for (const kind of ["audio", "video"]) {
+    const [delay, count] = now[kind], [delay0, count0] = buffered[kind] || [0, 0];
+    if (count > count0) hold[kind] = 1000 * (delay - delay0) / (count - count0);
+  }
+  buffered = now;
+  if (state.room && hold.audio != null && hold.video != null) {
+    state.playout = hold;
+    send({ type: "playout", audio_ms: hold.audio, video_ms: hold.video });
+  }
 }
 
 // -- tiles ------------------------------------------------------------------------------------

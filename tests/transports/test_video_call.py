@@ -175,7 +175,7 @@ async def until_voiced(pairs: list[tuple[Person, Person]], timeout: float = 180)
     await asyncio.sleep(2.0)  # the last clause plays out
 
 
-async def collect(person: Person) -> None:
+async def collect(person: Person, tag: str) -> None:
     page = person.page
     person.state = await page.evaluate("""() => ({
         error: window.babelcall.error, negotiations: window.babelcall.negotiations,
@@ -192,7 +192,7 @@ async def collect(person: Person) -> None:
     if os.environ.get("BABELCALL_VIDEO_CALL_DUMP"):  # for looking at a run by hand
         import json
 
-        folder = Path(os.environ["BABELCALL_VIDEO_CALL_DUMP"])
+        folder = Path(os.environ["BABELCALL_VIDEO_CALL_DUMP"]) / tag
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{person.name}.json").write_text(json.dumps(person.state))
         await page.screenshot(path=str(folder / f"{person.name}.png"))
@@ -382,7 +382,7 @@ def test_two_people_see_and_hear_each_other_translated(engines, judge, tmp_path)
                 await accessible(ana.page, "the call")
                 await keyboard(ana.page)
                 for p in everyone:
-                    await collect(p)
+                    await collect(p, "two")
                 await leave_all(srv, everyone)
             finally:
                 await close_browsers(everyone)
@@ -420,7 +420,7 @@ def test_three_people_and_a_late_joiner(engines, judge, tmp_path):
                 await asyncio.sleep(max(ana.speech_end_s - 5, zoe.speech_end_s))
                 await until_voiced([(luis, ana), (zoe, ana), (ana, zoe)])
                 for p in everyone:
-                    await collect(p)
+                    await collect(p, "three")
                 await leave_all(srv, everyone)
             finally:
                 await close_browsers(everyone)

@@ -20,7 +20,7 @@ from fakes import UpperMt, fake_engines, tone_phrases
 from transport_utils import make_offer, running_server, until
 
 from babelcall.realtime.clock import FakeClock
-from babelcall.transports.lag import PAUSE_RATE, SPEECH_RATE, LagTracker, ViewerDelay
+from babelcall.transports.lag import PAUSE_RATE, SPEECH_RATE, LagTracker, Playout, ViewerDelay
 from babelcall.transports.negotiation import align_offer
 from babelcall.transports.tracks import DelayedTrack, PcmTrack, Slew
 from babelcall.transports.video import is_keyframe
@@ -193,6 +193,13 @@ def test_lag_follows_the_audio_out_records_and_knows_when_the_speaker_talks():
     viewer.live = True
     assert viewer.target_s() == 0.0 and viewer.rate(0) > PAUSE_RATE  # catches up quickly
     assert ViewerDelay(None).target_s() == 0.0  # same language: live
+    # a page that holds audio 250 ms longer than video gets its pictures that much later
+    playout = Playout()
+    playout.update(330, 80)
+    playout.update("x", None)  # ignored
+    assert ViewerDelay(lag, playout=playout).target_s() == pytest.approx(2.35)
+    playout.update(80, 80)
+    assert ViewerDelay(lag, playout=playout).target_s() == pytest.approx(2.275)
 
 
 # -- renegotiation ----------------------------------------------------------------------------

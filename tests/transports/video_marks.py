@@ -104,7 +104,7 @@ def capture_time(marks: list[list[float]], k: int, shown_ms: float) -> float | N
     for t, kk in marks:
         if kk == k and t <= shown_ms + 1 and (best is None or t > best):
             best = t
-    if best is None or shown_ms - best > PERIOD / FPS / 2:
+    if best is None or shown_ms - best > PERIOD / FPS / 2 * 1000:
         return None  # that frame's capture here was missed: an older loop would be matched
     return best
 
