@@ -148,6 +148,7 @@ PROBE_JS = """
     recorder = new MediaRecorder(audio.srcObject, { mimeType: "audio/webm;codecs=opus" });
     recorder.ondataavailable = (e) => chunks.push(e.data);
     recorder.start(500);
+    window.recordingStarted = performance.timeOrigin + performance.now();
     const ctx = new AudioContext();
     const analyser = ctx.createAnalyser();
     analyser.fftSize = 512;
