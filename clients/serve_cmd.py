@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import ssl
 from typing import Any
 
 from babelcall.realtime.errors import BabelcallError
@@ -22,15 +23,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "reach the port can use the models", flush=True)
     if args.max_sessions is not None and args.max_sessions < 1:
         raise BabelcallError("--max-sessions must be at least 1")
+    ssl_context = tls_context(args)  # before the models load: a bad file fails at once
     engines = load_engines(args)
     config = ServerConfig(token=args.token, source=args.source, target=args.target,
                           voice=args.voice, max_sessions=args.max_sessions,
                           ice_servers=args.stun or [], cors_origin=args.cors_origin)
     try:
-        asyncio.run(serve(engines, config, args.host, args.port))
+        asyncio.run(serve(engines, config, args.host, args.port, ssl_context=ssl_context))
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """HTTPS from --tls-cert/--tls-key, or a self-signed pair for a LAN trial."""
+    from babelcall.transports.tls import self_signed, server_context
+
+    if args.self_signed and (args.tls_cert or args.tls_key):
+        raise BabelcallError("--self-signed makes its own certificate: give it or "
+                             "--tls-cert/--tls-key, not both")
+    if args.self_signed:
+        cert, key = self_signed(args.tls_dir)
+        print(f"babelcall: self-signed certificate {cert} (browsers will ask you to accept "
+              "it once)", flush=True)
+        return server_context(cert, key)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise BabelcallError("--tls-cert and --tls-key go together")
+    return server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
 
 
 def register(sub: Any) -> None:
@@ -47,9 +66,21 @@ def register(sub: Any) -> None:
     p.add_argument("--max-sessions", type=int, help="refuse calls beyond this many sessions "
                                                     "(503); the scheduler also refuses when "
                                                     "translations run late")
-    p.add_argument("--stun", action="append", help="STUN/TURN URL to offer ICE candidates "
-                                                   "beyond the LAN (repeatable)")
+    p.add_argument("--stun", action="append",
+                   help="STUN or TURN server for ICE beyond the LAN (repeatable), e.g. "
+                        "stun:stun.example.org:3478 or turn:USER:PASSWORD@turn.example.org:3478"
+                        "; the browser page uses the same servers")
     p.add_argument("--cors-origin", help="allow signalling from this web origin (or '*')")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; browsers give "
+                                      "the camera and microphone only to secure pages)")
+    p.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    p.add_argument("--self-signed", action="store_true",
+                   help="serve HTTPS with a self-signed certificate for this machine's "
+                        "names and LAN addresses (made once, kept in --tls-dir): for a "
+                        "trial between laptops")
+    p.add_argument("--tls-dir", default="~/.cache/babelcall/tls",
+                   help="where --self-signed keeps its certificate "
+                        "(default: ~/.cache/babelcall/tls)")
     # Callers choose their own languages; here --source/--target only pick the default pair
     # (and the engines checked at start-up).
     for name, default in (("source", "en"), ("target", "es")):

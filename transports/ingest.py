@@ -20,9 +20,10 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from babelcall.transports.hub import Hub
 from babelcall.transports.interpreter import Interpreter
+from babelcall.transports.lag import LagTracker
 from babelcall.transports.peer import Peer
 from babelcall.transports.signaling import Offer, SignalingError
-from babelcall.transports.tracks import DelayedTrack, OpusTrack
+from babelcall.transports.tracks import DelayedTrack, FixedDelay, OpusTrack
 
 log = logging.getLogger(__name__)
 LINGER_S = 30.0  # after "done", the caller has this long to hang up
@@ -34,7 +35,7 @@ class CallOptions:
     target: str
     mix: float = 0.0             # original voice level under the translation
     mix_idle: float | None = None  # its level between translations (default: mix)
-    video_delay_s: float = 0.0
+    video_delay_s: float | None = None  # None: follow the translation's lag; 0: live
     echo_guard: bool = False     # mute the input while the translation plays (no headphones)
     voice: str | None = None
 
@@ -52,6 +53,8 @@ class Ingest:
             self.session, mix=options.mix, mix_idle=options.mix_idle,
             echo_guard=options.echo_guard, max_ahead_s=cfg.max_ahead_s)
         self.link, self.output = self.interpreter.wired()
+        self.lag = LagTracker(self.session.clock, self.link.origin_ns)
+        self.link.add_sink(self.lag.observe)
         self.video_relay = MediaRelay()
         self.viewers: dict[str, tuple[Peer, list[MediaStreamTrack]]] = {}
         self.sinks: dict[str, Callable[[dict[str, Any]], None]] = {}
@@ -89,7 +92,10 @@ class Ingest:
             return None
         track = self.video_relay.subscribe(self.peer.video_in)
         delay = self.options.video_delay_s
-        return DelayedTrack(track, delay, clock=self.session.clock) if delay > 0 else track
+        if delay == 0:
+            return track
+        target = self.lag if delay is None else FixedDelay(delay)
+        return DelayedTrack(track, target, clock=self.session.clock)
 
     def _message(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
@@ -158,9 +164,14 @@ class Ingest:
             if task is not asyncio.current_task():
                 task.cancel()
         await self.interpreter.stop()
+        await self.peer.close()  # the caller's video ends: viewers still see what is delayed
+        delayed = [t for _, tracks in self.viewers.values() for t in tracks
+                   if isinstance(t, DelayedTrack) and t.readyState == "live"]
+        if delayed:
+            await asyncio.wait([asyncio.ensure_future(t.drained.wait()) for t in delayed],
+                               timeout=max(t.slew.max_delay_ns for t in delayed) / 1e9 + 0.5)
         await asyncio.gather(*(p.close() for p, _ in list(self.viewers.values())),
                              return_exceptions=True)
-        await self.peer.close()
         log.info("call %s closed", self.id)
 
 

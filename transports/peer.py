@@ -30,7 +30,18 @@ log = logging.getLogger(__name__)
 def ice_configuration(urls: list[str] | None) -> RTCConfiguration:
     """No STUN unless asked: aiortc's default (a public Google server) would make every answer
     wait on the Internet, and a LAN or localhost deployment needs none."""
-    return RTCConfiguration(iceServers=[RTCIceServer(u) for u in urls or []])
+    return RTCConfiguration(iceServers=[RTCIceServer(**ice_server(u)) for u in urls or []])
+
+
+def ice_server(url: str) -> dict[str, str]:
+    """``turn:USER:PASSWORD@HOST:PORT?transport=tcp`` -> the W3C RTCIceServer fields (a TURN
+    server wants credentials, and a command line has only one string per server)."""
+    scheme, sep, rest = url.partition(":")
+    user, at, where = rest.rpartition("@")
+    if not sep or not at or scheme not in ("turn", "turns"):
+        return {"urls": url}
+    username, _, credential = user.partition(":")
+    return {"urls": f"{scheme}:{where}", "username": username, "credential": credential}
 
 
 class Peer:

@@ -8,10 +8,11 @@
   DELETE /whep/<id>/<viewer>  stop watching
   GET  /captions/<id>         captions and stats as Server-Sent Events (for WHIP callers
                               without a data channel, e.g. OBS)
-  POST /rooms/<room>/join?lang=en   a two-way (or more) translated call, WHIP shape
+  POST /rooms/<room>/join?lang=en&name=Ana   a translated video call, WHIP shape
   DELETE /rooms/<room>/<id>   leave the room
   GET  /ws?source=&target=&rate=    raw PCM16 over a WebSocket (transports/websocket.py)
   GET  /health, GET /stats    liveness; load figures (scheduler lanes, calls, rooms)
+  GET  /ice                   the STUN/TURN servers for the page's own connection
 
 Errors are JSON ``{"error": code, "message": text}`` with a 4xx/5xx status, whatever the
 endpoint; the server keeps serving everyone else."""
@@ -24,6 +25,7 @@ import json
 import logging
 import re
 import signal
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.transports.hub import HUB, Hub, ServerConfig
 from babelcall.transports.ingest import CallOptions, Ingest
+from babelcall.transports.peer import ice_server
 from babelcall.transports.rooms import Room
 from babelcall.transports.signaling import (
     SignalingError,
@@ -50,7 +53,7 @@ from babelcall.transports.websocket import websocket_handler
 
 log = logging.getLogger(__name__)
 BROWSER = Path(__file__).resolve().parent.parent / "clients" / "browser"
-PUBLIC = {"/", "/client.js", "/health"}
+PUBLIC = {"/", "/client.js", "/favicon.svg", "/favicon.ico", "/health"}
 ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -64,7 +67,10 @@ def create_app(engines: Engines, config: ServerConfig | None = None, *,
     app[HUB] = hub
     app.router.add_get("/", _page("index.html", "text/html"))
     app.router.add_get("/client.js", _page("client.js", "application/javascript"))
+    for icon in ("/favicon.svg", "/favicon.ico"):  # browsers ask for /favicon.ico on their own
+        app.router.add_get(icon, _page("favicon.svg", "image/svg+xml"))
     app.router.add_get("/health", health)
+    app.router.add_get("/ice", ice)
     app.router.add_get("/stats", stats)
     app.router.add_post("/offer", offer)
     app.router.add_post("/whip", whip)
@@ -129,6 +135,13 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def ice(request: web.Request) -> web.Response:
+    """The STUN/TURN servers (with credentials) for the page's own RTCPeerConnection: behind
+    the token, as they are the server's TURN credentials."""
+    servers = [ice_server(u) for u in request.app[HUB].config.ice_servers]
+    return web.json_response({"iceServers": servers})
+
+
 async def stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[HUB].metrics())
 
@@ -141,9 +154,20 @@ def call_options(params: dict[str, Any], config: ServerConfig) -> CallOptions:
         source=language(params.get("source") or config.source, "source"),
         target=language(params.get("target") or config.target, "target"),
         mix=mix, mix_idle=None if idle in (None, "") else number(params, "mix_idle", mix, 0, 1),
-        video_delay_s=number(params, "video_delay_ms", 0.0, 0.0, 5000.0) / 1000,
+        video_delay_s=_video_delay(params),
         echo_guard=str(params.get("echo_guard", "")).lower() in ("1", "true", "yes", "on"),
         voice=_voice(params.get("voice")))
+
+
+def _video_delay(params: dict[str, Any]) -> float | None:
+    """``video_delay_ms``: absent or "auto" follows the translation's lag, "live" or 0 none,
+    a number fixes it (at most 3000)."""
+    value = params.get("video_delay_ms")
+    if value in (None, "", "auto"):
+        return None
+    if value == "live":
+        return 0.0
+    return number(params, "video_delay_ms", 0.0, 0.0, 3000.0) / 1000
 
 
 def _voice(value: Any) -> str | None:
@@ -152,6 +176,17 @@ def _voice(value: Any) -> str | None:
     if not isinstance(value, str) or not re.fullmatch(r"[a-z]{2}_[a-z0-9]{1,30}", value):
         raise SignalingError(400, "bad_parameter", "'voice' must be a voice name like ef_dora")
     return value
+
+
+def _name(value: str | None) -> str | None:
+    """A participant's display name: 1-40 printable characters, spaces folded."""
+    if value is None or not value.strip():
+        return None
+    name = " ".join(value.split())
+    if len(name) > 40 or not name.isprintable():
+        raise SignalingError(400, "bad_parameter", "'name' must be at most 40 printable "
+                                                   "characters")
+    return name
 
 
 async def _sdp_body(request: web.Request) -> str:
@@ -270,10 +305,12 @@ async def room_join(request: web.Request) -> web.Response:
         raise SignalingError(400, "bad_room", "room names are 1-64 letters, digits, - or _")
     lang = language(request.query.get("lang"), "lang")
     guard = request.query.get("echo_guard", "1").lower() not in ("0", "false", "no", "off")
+    who = _name(request.query.get("name"))
+    mix = number(request.query, "mix", 0.0, 0.0, 1.0)
     offer_ = parse_offer(await _sdp_body(request), need_send=True, need_receive=False)
     room = hub.room(name, lambda: Room(hub, name))
     try:
-        pid, answer = await room.join(offer_, lang, echo_guard=guard)
+        pid, answer = await room.join(offer_, lang, name=who, echo_guard=guard, mix=mix)
     finally:
         if not room.participants:
             hub.drop_room(name)
@@ -298,32 +335,42 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(engines: Engines, config: ServerConfig | None = None, host: str = "127.0.0.1",
-                  port: int = 0, *, shutdown_timeout: float = 60.0) -> AsyncIterator[Running]:
-    """The server listening on ``host:port`` (0: a free port) while the block runs; leaving it
-    closes every call and session. Used by ``serve``, the benchmark's WebRTC loopback and
-    tests."""
+                  port: int = 0, *, shutdown_timeout: float = 60.0,
+                  ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Running]:
+    """The server listening on ``host:port`` (0: a free port; https with ``ssl_context``)
+    while the block runs; leaving it closes every call and session. Used by ``serve``, the
+    benchmark's WebRTC loopback and tests."""
     app = create_app(engines, config)
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound = runner.addresses[0][1] if port == 0 else port
-        yield Running(f"http://{host}:{bound}", app[HUB], app)
+        scheme = "https" if ssl_context is not None else "http"
+        yield Running(f"{scheme}://{host}:{bound}", app[HUB], app)
     finally:
         await runner.cleanup()
 
 
-async def serve(engines: Engines, config: ServerConfig, host: str, port: int) -> None:
+async def serve(engines: Engines, config: ServerConfig, host: str, port: int, *,
+                ssl_context: ssl.SSLContext | None = None) -> None:
     """Run until SIGINT/SIGTERM (Ctrl-C, systemd, docker stop); shutdown closes every call and
     session before the process exits."""
-    async with running(engines, config, host, port):
+    async with running(engines, config, host, port, ssl_context=ssl_context) as srv:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
                 loop.add_signal_handler(sig, stop.set)
-        print(f"babelcall: serving on http://{host}:{port}/", flush=True)
+        print(f"babelcall: serving on {srv.url}/", flush=True)
+        if host in ("0.0.0.0", "::") and ssl_context is not None:
+            from babelcall.transports.tls import local_addresses
+
+            for address in local_addresses():
+                if address not in ("127.0.0.1", "::1") and ":" not in address:
+                    print(f"babelcall: a video call on the LAN: https://{address}:{port}/"
+                          "?room=demo", flush=True)
         try:
             await stop.wait()
         finally:

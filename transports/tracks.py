@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import fractions
+from dataclasses import dataclass
 from typing import Protocol
 
 import av
@@ -131,21 +132,92 @@ class OpusTrack(MediaStreamTrack):
         self.source.stop()
 
 
-class DelayedTrack(MediaStreamTrack):
-    """Relay a (video) track ``delay_s`` late, so pictures stay with the translated speech,
-    which runs a second or two behind the speaker. Frames keep their pts."""
+class DelayTarget(Protocol):
+    """How late a video should run: ``target_s()`` is the delay wanted now (the translated
+    speech's current lag), ``rate(arrival_ns)`` how fast the delay may change, in seconds of
+    delay per second of video, for a frame that arrived at ``arrival_ns``."""
 
-    def __init__(self, source: MediaStreamTrack, delay_s: float, *,
-                 clock: Clock | None = None, max_frames: int = 300) -> None:
+    def target_s(self) -> float: ...
+
+    def rate(self, arrival_ns: int) -> float: ...
+
+
+@dataclass(frozen=True)
+class FixedDelay:
+    """A constant target, reached from live at ``rate`` (never a frozen start)."""
+
+    delay_s: float
+    slew: float = 0.5
+
+    def target_s(self) -> float:
+        return self.delay_s
+
+    def rate(self, arrival_ns: int) -> float:
+        return self.slew
+
+
+class Slew:
+    """The release schedule of a delayed stream: frame i leaves at ``arrival_i + d_i``, and the
+    delay d moves toward the target by at most ``rate * (arrival_i - arrival_{i-1})``. The
+    picture therefore never freezes and never jumps: while the delay grows the video plays
+    slower (at ``1 - rate``), while it shrinks faster, and every frame is shown. Pure, so it is
+    tested without media."""
+
+    def __init__(self, max_delay_s: float = 3.0) -> None:
+        self.max_delay_ns = int(max_delay_s * 1e9)
+        self.delay_ns = 0
+        self._arrival: int | None = None
+        self._release: int | None = None
+
+    def restart(self, delay_ns: int = 0) -> None:
+        """Carry on from ``delay_ns`` at the next frame (after frames were dropped)."""
+        self.delay_ns = min(max(delay_ns, 0), self.max_delay_ns)
+        self._arrival = None
+
+    def release_ns(self, arrival_ns: int, target_s: float, rate: float) -> int:
+        target = min(max(int(target_s * 1e9), 0), self.max_delay_ns)
+        if self._arrival is not None:
+            step = int(min(max(rate, 0.0), 0.95) * max(arrival_ns - self._arrival, 0))
+            self.delay_ns += max(-step, min(step, target - self.delay_ns))
+        self._arrival = arrival_ns
+        release = arrival_ns + self.delay_ns
+        if self._release is not None:
+            release = max(release, self._release)  # pts never go back
+        self._release = release
+        return release
+
+
+class DelayedTrack(MediaStreamTrack):
+    """Relay a video track late, so the picture stays with the translated speech, which runs
+    seconds behind the speaker. The delay follows ``delay`` (a ``DelayTarget``, or a number of
+    seconds) through a ``Slew``: adaptive, at most ``max_delay_s``, never a frozen picture.
+    Items may be decoded frames or encoded packets (a passthrough relay); each leaves as its own
+    object stamped with its release time on one 90 kHz clock, so a receiver paces the picture as
+    it is sent and a track that replaces another on the same sender keeps its RTP timestamps
+    rising. When the source ends, what is queued still plays out (``drained`` is set after)."""
+
+    def __init__(self, source: MediaStreamTrack, delay: float | DelayTarget, *,
+                 clock: Clock | None = None, max_delay_s: float = 3.0,
+                 max_frames: int = 300) -> None:
         super().__init__()
         self.kind = source.kind
         self.source = source
-        self.delay_ns = int(delay_s * 1e9)
+        self.target: DelayTarget = FixedDelay(delay) if isinstance(delay, int | float) \
+            else delay
         self.clock = clock or SystemClock()
+        self.slew = Slew(max_delay_s)
+        self.drained = asyncio.Event()
         self._queue: collections.deque[tuple[int, object]] = collections.deque(maxlen=max_frames)
         self._ready = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._ended = False
+        self._resync = False
+        self.resyncs = 0
+
+    @property
+    def delay_s(self) -> float:
+        """The delay of the last frame released."""
+        return self.slew.delay_ns / 1e9
 
     async def _read(self) -> None:
         try:
@@ -159,28 +231,74 @@ class DelayedTrack(MediaStreamTrack):
             self._ended = True
             self._ready.set()
 
-    async def recv(self) -> av.VideoFrame:
+    async def recv(self) -> av.VideoFrame | av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         if self._reader is None:
             self._reader = asyncio.ensure_future(self._read())
         while not self._queue:
             if self._ended:
+                self.drained.set()
                 self.stop()
                 raise MediaStreamError
             self._ready.clear()
             await self._ready.wait()
-        arrived, frame = self._queue.popleft()
-        wait = arrived + self.delay_ns - self.clock.now_ns()
+        if self._resync:
+            return await self._next_keyframe()
+        arrived, item = self._queue.popleft()
+        release = self.slew.release_ns(arrived, self.target.target_s(), self.target.rate(arrived))
+        wait = release - self.clock.now_ns()
         if wait > 0:
             await asyncio.sleep(wait / 1e9)
-        return frame  # type: ignore[return-value]
+        return _restamped(item, release)
+
+    def resync(self) -> None:
+        """The receiver lost the picture (a PLI) and encoded frames are relayed: everything
+        queued depends on what it lost, so the next keyframe goes at once, the frames before it
+        are dropped, and the delay builds up again from there. A jump ahead instead of a picture
+        frozen for the whole delay (the keyframe the speaker sends would wait its turn)."""
+        self._resync = True
+
+    async def _next_keyframe(self) -> av.Packet:
+        while True:
+            while self._queue:
+                arrived, item = self._queue.popleft()
+                if getattr(item, "is_keyframe", False):
+                    self._resync = False
+                    self.resyncs += 1
+                    self.slew.restart(self.clock.now_ns() - arrived)  # it goes now
+                    release = self.slew.release_ns(arrived, 0.0, 0.0)
+                    return _restamped(item, release)  # type: ignore[return-value]
+            if self._ended:
+                self.drained.set()
+                self.stop()
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
 
     def stop(self) -> None:
         super().stop()
         if self._reader is not None:
             self._reader.cancel()
         self.source.stop()
+
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+
+
+def _restamped(item: object, release_ns: int) -> av.VideoFrame | av.Packet:
+    """A copy of a relayed frame or packet with pts = its release time (90 kHz). A copy, since
+    a relay hands the same object to every listener, each with its own delay."""
+    if isinstance(item, av.Packet):
+        out: av.VideoFrame | av.Packet = av.Packet(bytes(item))
+        out.is_keyframe = item.is_keyframe
+    elif isinstance(item, av.VideoFrame):
+        out = av.VideoFrame.from_ndarray(item.to_ndarray(format="yuv420p"), format="yuv420p")
+    else:
+        raise TypeError(f"cannot relay {type(item).__name__}")
+    out.pts = release_ns * 9 // 100_000
+    out.time_base = VIDEO_TIME_BASE
+    return out
 
 
 class PcmTrack(MediaStreamTrack):

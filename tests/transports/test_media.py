@@ -115,20 +115,22 @@ class _Counter(MediaStreamTrack):
         return frame
 
 
-def test_delayed_track_holds_frames_back_and_ends_with_its_source():
+def test_delayed_track_eases_into_its_delay_and_ends_with_its_source():
     async def main():
         track = DelayedTrack(_Counter(3), 0.25)
         t0 = time.monotonic()
         first = await track.recv()
-        delay = time.monotonic() - t0
+        start = time.monotonic() - t0
         rest = [await track.recv() for _ in range(2)]
         with pytest.raises(MediaStreamError):
             await track.recv()
-        return first, rest, delay
+        return first, rest, start, track.delay_s
 
-    first, rest, delay = asyncio.run(main())
-    assert [f.pts for f in [first, *rest]] == [1, 2, 3]
-    assert delay >= 0.25
+    first, rest, start, delay = asyncio.run(main())
+    pts = [f.pts for f in [first, *rest]]
+    assert pts == sorted(pts) and len(set(pts)) == 3  # restamped with their release times
+    assert start < 0.2  # no frozen start: the delay grows from zero
+    assert 0 < delay <= 0.25
 
 
 def test_pcm_track_is_paced_and_says_when_the_audio_is_over():
