@@ -19,6 +19,7 @@ import numpy as np
 
 from babelcall.engines.registry import Engines
 from babelcall.realtime.audio import SPEECH_RATE, iter_file
+from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.clock import FakeClock, SystemClock
 from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.playout import Playout
@@ -51,25 +52,27 @@ def _frames(path: str | os.PathLike[str]) -> list[np.ndarray]:
 
 
 @contextlib.asynccontextmanager
-async def _scheduler(engines: Engines, scheduler: Scheduler | None, fast: bool
-                     ) -> AsyncIterator[Scheduler]:
+async def _scheduler(engines: Engines, scheduler: Scheduler | None, fast: bool,
+                     budget: LatencyBudget | None) -> AsyncIterator[Scheduler]:
     if scheduler is not None:
-        if fast:
-            raise ValueError("a fast replay runs on its own simulated clock: pass no scheduler")
+        if fast or budget is not None:
+            raise ValueError("a shared scheduler brings its own clock and budget")
         yield scheduler
         return
-    async with Scheduler(engines, clock=FakeClock() if fast else SystemClock()) as own:
+    async with Scheduler(engines, clock=FakeClock() if fast else SystemClock(),
+                         budget=budget) as own:
         yield own
 
 
 async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLike[str], *,
                  fast: bool = False, scheduler: Scheduler | None = None,
+                 budget: LatencyBudget | None = None,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[float, float], None] | None = None) -> ReplayResult:
     """``scheduler``: share one with other replays (real-time pacing only); without it the
-    replay runs on a scheduler of its own."""
+    replay runs on a scheduler of its own, with ``budget`` if given."""
     frames = _frames(path)  # decode first: a bad file fails before any model work
-    async with _scheduler(engines, scheduler, fast) as sched:
+    async with _scheduler(engines, scheduler, fast, budget) as sched:
         return await _run(sched, config, frames, fast, on_record, progress)
 
 

