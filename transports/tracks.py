@@ -237,20 +237,23 @@ class DelayedTrack(MediaStreamTrack):
         if self._reader is None:
             self._reader = asyncio.ensure_future(self._read())
         while not self._queue:
-            if self._ended:
-                self.drained.set()
-                self.stop()
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
+            await self._more()
         if self._resync:
             return await self._next_keyframe()
         arrived, item = self._queue.popleft()
         release = self.slew.release_ns(arrived, self.target.target_s(), self.target.rate(arrived))
-        wait = release - self.clock.now_ns()
-        if wait > 0:
-            await asyncio.sleep(wait / 1e9)
+        await self.clock.sleep((release - self.clock.now_ns()) / 1e9)
         return _restamped(item, release)
+
+    async def _more(self) -> None:
+        """Wait for the next frame from the source; when it has ended and everything queued
+        has played out, this track ends too."""
+        if self._ended:
+            self.drained.set()
+            self.stop()
+            raise MediaStreamError
+        self._ready.clear()
+        await self._ready.wait()
 
     def resync(self) -> None:
         """The receiver lost the picture (a PLI) and encoded frames are relayed: everything
@@ -269,12 +272,7 @@ class DelayedTrack(MediaStreamTrack):
                     self.slew.restart(self.clock.now_ns() - arrived)  # it goes now
                     release = self.slew.release_ns(arrived, 0.0, 0.0)
                     return _restamped(item, release)  # type: ignore[return-value]
-            if self._ended:
-                self.drained.set()
-                self.stop()
-                raise MediaStreamError
-            self._ready.clear()
-            await self._ready.wait()
+            await self._more()
 
     def stop(self) -> None:
         super().stop()

@@ -3,42 +3,21 @@ and to a WHEP viewer, the viewer's own captions and hang-up, captions as Server-
 and the browser's JSON /offer with the original voice mixed under the translation."""
 
 import asyncio
-import fractions
 import json
 
 import aiohttp
-import av
 import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 from fakes import fake_engines, tone_phrases
-from transport_utils import running_server, until
+from transport_utils import SmallCamera, running_server, until
 
 from babelcall.clients.call import Caller
 from babelcall.realtime.audio import Resampler
 from babelcall.transports.tracks import PcmTrack
 
 pytestmark = pytest.mark.timeout(90)
-
-
-class SmallVideo(MediaStreamTrack):
-    """64x48 frames at 15 fps: enough to prove relaying without spending CPU on VP8."""
-
-    kind = "video"
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    async def recv(self):
-        await asyncio.sleep(1 / 15)
-        frame = av.VideoFrame(64, 48, "yuv420p")
-        for p in frame.planes:
-            p.update(bytes(p.buffer_size))
-        frame.pts, frame.time_base = self.n * 6000, fractions.Fraction(1, 90000)
-        self.n += 1
-        return frame
 
 
 def tone_track(*durations):
@@ -48,7 +27,7 @@ def tone_track(*durations):
 def test_video_relay_whep_viewer_and_sse_captions():
     async def main():
         async with running_server(fake_engines()) as srv, aiohttp.ClientSession() as http:
-            caller = Caller(tone_track(1.0, 1.0), srv.url, video=SmallVideo(),
+            caller = Caller(tone_track(1.0, 1.0), srv.url, video=SmallCamera(),
                             params={"source": "en", "target": "es", "video_delay_ms": 300})
             await caller.connect()
             call_id = caller.location.rsplit("/", 1)[1]

@@ -17,7 +17,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from fakes import UpperMt, fake_engines, tone_phrases
-from transport_utils import make_offer, running_server, until
+from transport_utils import SmallCamera, make_offer, running_server, until
 
 from babelcall.realtime.clock import FakeClock
 from babelcall.transports.lag import PAUSE_SLEW, TALKING_SLEW, LagTracker, Playout, ViewerDelay
@@ -252,25 +252,6 @@ def test_a_reoffer_keeps_the_numbers_the_page_chose():
 
 
 # -- a room of aiortc peers -------------------------------------------------------------------
-class Camera(MediaStreamTrack):
-    """64x48 frames at 15 fps: cheap to encode, enough to prove the relay."""
-
-    kind = "video"
-
-    def __init__(self):
-        super().__init__()
-        self.n = 0
-
-    async def recv(self):
-        await asyncio.sleep(1 / 15)
-        frame = av.VideoFrame(64, 48, "yuv420p")
-        for p in frame.planes:
-            p.update(bytes(p.buffer_size))
-        frame.pts, frame.time_base = self.n * 6000, fractions.Fraction(1, 90000)
-        self.n += 1
-        return frame
-
-
 class Member:
     """A participant that does what the page does: joins with audio, camera and a data channel,
     answers the server's offers, and counts the frames each video line brings."""
@@ -279,7 +260,7 @@ class Member:
         self.url, self.name, self.lang = url, name, lang
         self.pc = RTCPeerConnection()
         self.pc.addTransceiver(PcmTrack(tone_phrases(1.0, gap=0.5), 16000), direction="sendrecv")
-        self.pc.addTransceiver(Camera(), direction="sendonly")
+        self.pc.addTransceiver(SmallCamera(), direction="sendonly")
         self.channel = self.pc.createDataChannel("captions")
         self.channel.on("message", lambda m: asyncio.ensure_future(self._message(m)))
         self.pc.on("track", self._track)
@@ -418,7 +399,8 @@ def test_whep_viewer_sees_the_delayed_video_play_out_after_the_caller_hangs_up()
 
     async def main():
         async with running_server(fake_engines()) as srv, aiohttp.ClientSession():
-            caller = Caller(PcmTrack(tone_phrases(1.0, gap=0.5), 16000), srv.url, video=Camera(),
+            caller = Caller(PcmTrack(tone_phrases(1.0, gap=0.5), 16000), srv.url,
+                            video=SmallCamera(),
                             params={"source": "en", "target": "es", "video_delay_ms": 1500})
             await caller.connect()
             call_id = caller.location.rsplit("/", 1)[1]

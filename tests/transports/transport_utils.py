@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fractions
 import time
 from collections.abc import AsyncIterator, Callable
 
+import av
 import numpy as np
+from aiortc.mediastreams import MediaStreamTrack
 from conftest import load_clip
 
 from babelcall.benchmarks.run import compact, frame_rms  # noqa: F401 - compact: tests' too
@@ -21,6 +24,25 @@ from babelcall.transports.tracks import PcmTrack
 async def running_server(engines, **config) -> AsyncIterator[Running]:
     async with running(engines, ServerConfig(**config), shutdown_timeout=2) as srv:
         yield srv
+
+
+class SmallCamera(MediaStreamTrack):
+    """64x48 frames at 15 fps: cheap to encode, enough to prove relaying video."""
+
+    kind = "video"
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    async def recv(self):
+        await asyncio.sleep(1 / 15)
+        frame = av.VideoFrame(64, 48, "yuv420p")
+        for p in frame.planes:
+            p.update(bytes(p.buffer_size))
+        frame.pts, frame.time_base = self.n * 6000, fractions.Fraction(1, 90000)
+        self.n += 1
+        return frame
 
 
 def clip_track(name: str, *, lead_in_s: float = 0.3, seconds: float | None = None) -> PcmTrack:
