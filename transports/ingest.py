@@ -106,7 +106,7 @@ class Ingest:
 
     async def _drain(self) -> None:
         await self.link.end()
-        await asyncio.sleep(LINGER_S)
+        await self.session.clock.sleep(LINGER_S)
         await self.close()
 
     def _spawn(self, coro: Any) -> None:

@@ -111,7 +111,7 @@ class Participant:
                            if t.kind == "video" and t.mid == video.mid), None)
             if camera is not None:
                 try:
-                    self.feed = VideoFeed(camera)
+                    self.feed = VideoFeed(camera, self.output.mixer.clock)
                 except PassthroughUnavailable as exc:
                     log.warning("%s: their video is not relayed: %s", self.name, exc)
 
@@ -179,7 +179,7 @@ class Participant:
     async def _report_video(self) -> None:
         """Each picture's delay, once a second: the page shows it next to the speaker."""
         while True:
-            await asyncio.sleep(1.0)
+            await self.output.mixer.clock.sleep(1.0)
             delays = {}
             for _, line in self.lines:
                 delayed = line.inner

@@ -24,7 +24,6 @@ import contextlib
 import fractions
 import logging
 import queue
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ import av
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.transports.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,10 @@ class VideoFeed:
     """One speaker's camera, tapped from ``transceiver``'s receiver, for any number of
     listeners: ``subscribe()`` gives a track of packets that starts at a keyframe."""
 
-    def __init__(self, transceiver: RTCRtpTransceiver) -> None:
+    def __init__(self, transceiver: RTCRtpTransceiver, clock: Clock | None = None) -> None:
         from aiortc.contrib.media import MediaRelay
 
+        self.clock = clock or SystemClock()
         self.transceiver = transceiver
         self.receiver: RTCRtpReceiver = transceiver.receiver
         self.encoded = EncodedVideo()
@@ -147,7 +148,7 @@ class VideoFeed:
         return _FromKeyframe(self.relay.subscribe(self.encoded), self)
 
     def request_keyframe(self) -> None:
-        now = time.monotonic()
+        now = self.clock.now_ns() / 1e9
         if now - self._last_pli < PLI_INTERVAL_S:
             return
         self._last_pli = now
@@ -186,8 +187,9 @@ class _FromKeyframe(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         while True:
-            if not self._started and time.monotonic() - self._asked > KEYFRAME_RETRY_S:
-                self._asked = time.monotonic()
+            now = self.feed.clock.now_ns() / 1e9
+            if not self._started and now - self._asked > KEYFRAME_RETRY_S:
+                self._asked = now
                 self.feed.request_keyframe()
             packet = await self.source.recv()
             if self._started or packet.is_keyframe:
