@@ -47,22 +47,27 @@ from babelcall.transports.signaling import (
     read_body,
 )
 from babelcall.transports.websocket import websocket_handler
+from babelcall.transports.wire_guard import CLIENT_TIMEOUT_S, handler_args
 
 log = logging.getLogger(__name__)
 HUB: web.AppKey[Hub] = web.AppKey("babelcall_hub", Hub)
+# how long a client may take to send its request headers, its body, or a WebSocket's config
+CLIENT_TIMEOUT: web.AppKey[float] = web.AppKey("babelcall_client_timeout_s", float)
 BROWSER = Path(__file__).resolve().parent.parent / "clients" / "browser"
 PUBLIC = {"/", "/client.js", "/health"}
-ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let "name\n" through
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(engines: Engines, config: ServerConfig | None = None, *,
-               scheduler: Scheduler | None = None) -> web.Application:
+               scheduler: Scheduler | None = None,
+               client_timeout_s: float = CLIENT_TIMEOUT_S) -> web.Application:
     """The server application. Pass ``scheduler`` to share one that is already running;
     otherwise the app creates and closes its own."""
     hub = Hub(engines, config, scheduler=scheduler)
     app = web.Application(middlewares=[_errors, _auth])
     app[HUB] = hub
+    app[CLIENT_TIMEOUT] = client_timeout_s
     app.router.add_get("/", _page("index.html", "text/html"))
     app.router.add_get("/client.js", _page("client.js", "application/javascript"))
     app.router.add_get("/health", health)
@@ -136,15 +141,21 @@ async def stats(request: web.Request) -> web.Response:
 
 # -- calls ----------------------------------------------------------------------------------
 def call_options(params: dict[str, Any], config: ServerConfig) -> CallOptions:
+    """``params``: the query string, or the query and the JSON body of ``/offer`` (so any JSON
+    type can arrive here)."""
     mix = number(params, "mix", 0.0, 0.0, 1.0)
     idle = params.get("mix_idle")
     return CallOptions(
-        source=language(params.get("source") or config.source, "source"),
-        target=language(params.get("target") or config.target, "target"),
+        source=language(_or_default(params.get("source"), config.source), "source"),
+        target=language(_or_default(params.get("target"), config.target), "target"),
         mix=mix, mix_idle=None if idle in (None, "") else number(params, "mix_idle", mix, 0, 1),
         video_delay_s=number(params, "video_delay_ms", 0.0, 0.0, 5000.0) / 1000,
         echo_guard=str(params.get("echo_guard", "")).lower() in ("1", "true", "yes", "on"),
         voice=_voice(params.get("voice")))
+
+
+def _or_default(value: Any, default: str) -> Any:
+    return default if value is None or value == "" else value
 
 
 def _voice(value: Any) -> str | None:
@@ -159,7 +170,8 @@ async def _sdp_body(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise SignalingError(415, "bad_content_type", "send the SDP offer as "
                                                       "Content-Type: application/sdp")
-    body = await read_body(request, request.app[HUB].config.max_sdp_bytes)
+    body = await read_body(request, request.app[HUB].config.max_sdp_bytes,
+                           request.app[CLIENT_TIMEOUT])
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -181,17 +193,23 @@ async def whip(request: web.Request) -> web.Response:
 
 async def offer(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    body = await read_body(request, hub.config.max_sdp_bytes + 4096)
+    body = await read_body(request, hub.config.max_sdp_bytes + 4096,
+                           request.app[CLIENT_TIMEOUT])
     try:
         params = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise SignalingError(400, "bad_json", "the body must be JSON {sdp, type, source, "
                                               "target}") from None
     if not isinstance(params, dict) or not isinstance(params.get("sdp"), str) \
             or params.get("type", "offer") != "offer":
         raise SignalingError(400, "bad_json", "the body must be JSON {\"sdp\": ..., "
                                               "\"type\": \"offer\"}")
-    if len(params["sdp"].encode()) > hub.config.max_sdp_bytes:
+    try:
+        sdp_bytes = len(params["sdp"].encode())
+    except UnicodeEncodeError:  # "\ud800" in JSON decodes to a lone surrogate
+        raise SignalingError(400, "bad_sdp", "the SDP offer is not valid Unicode text") \
+            from None
+    if sdp_bytes > hub.config.max_sdp_bytes:
         raise SignalingError(413, "too_large", f"the SDP offer is over the "
                                                f"{hub.config.max_sdp_bytes}-byte limit")
     offer_ = parse_offer(params["sdp"], need_send=True, need_receive=False)
@@ -267,7 +285,7 @@ async def captions(request: web.Request) -> web.StreamResponse:
 async def room_join(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     name = request.match_info["room"]
-    if not ROOM_NAME.match(name):
+    if not ROOM_NAME.fullmatch(name):
         raise SignalingError(400, "bad_room", "room names are 1-64 letters, digits, - or _")
     lang = language(request.query.get("lang"), "lang")
     guard = request.query.get("echo_guard", "1").lower() not in ("0", "false", "no", "off")
@@ -301,12 +319,14 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(engines: Engines, config: ServerConfig | None = None, host: str = "127.0.0.1",
-                  port: int = 0, *, shutdown_timeout: float = 60.0) -> AsyncIterator[Running]:
+                  port: int = 0, *, shutdown_timeout: float = 60.0,
+                  client_timeout_s: float = CLIENT_TIMEOUT_S) -> AsyncIterator[Running]:
     """The server listening on ``host:port`` (0: a free port) while the block runs; leaving it
     closes every call and session. Used by ``serve``, the benchmark's WebRTC loopback and
-    tests."""
-    app = create_app(engines, config)
-    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout)
+    tests. ``client_timeout_s``: see transports/wire_guard.py."""
+    app = create_app(engines, config, client_timeout_s=client_timeout_s)
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout,
+                           **handler_args(client_timeout_s))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
