@@ -15,11 +15,14 @@ from babelcall.benchmarks.run import compact, frame_rms  # noqa: F401 - compact:
 from babelcall.transports.hub import Hub, ServerConfig
 from babelcall.transports.server import Running, running
 from babelcall.transports.tracks import PcmTrack
+from babelcall.transports.wire_guard import CLIENT_TIMEOUT_S
 
 
 @contextlib.asynccontextmanager
-async def running_server(engines, **config) -> AsyncIterator[Running]:
-    async with running(engines, ServerConfig(**config), shutdown_timeout=2) as srv:
+async def running_server(engines, *, client_timeout_s: float = CLIENT_TIMEOUT_S,
+                         **config) -> AsyncIterator[Running]:
+    async with running(engines, ServerConfig(**config), shutdown_timeout=2,
+                       client_timeout_s=client_timeout_s) as srv:
         yield srv
 
 
