@@ -77,6 +77,10 @@ class Fuzzed:
         self._grown = self.fuzz_growth()
         self._since = None
         asyncio.run(real_call(self))
+        deadline = time.monotonic() + 5
+        while left_over(self.hub) and time.monotonic() < deadline:  # the server's teardown
+            time.sleep(0.02)
+        assert not left_over(self.hub), left_over(self.hub)
         if more:
             unshed(self.hub)
         self._since = rss_mib()
