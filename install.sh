@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEBIAN_PACKAGES=(apertium apertium-eng-spa chromium janus)
+# GStreamer (webrtcbin, libnice, Opus, Python bindings): the foreign WHIP/WHEP peer of
+# tests/transports/test_gstreamer.py
+DEBIAN_PACKAGES=(apertium apertium-eng-spa chromium janus
+                 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+                 gstreamer1.0-nice python3-gi gir1.2-gst-plugins-bad-1.0)
 
 if command -v apt-get >/dev/null 2>&1; then
   missing=()

@@ -90,6 +90,16 @@ def markdown(results: dict[str, Any]) -> str:
                       f"{soak.get('skipped', '–')}; first audio p50 "
                       f"{_fmt(pct['p50'])} / p95 {_fmt(pct['p95'])} ms; ASR mean batch "
                       f"{soak['asr_mean_batch']}; errors {soak['errors']}."]
+        rss = soak.get("rss_mib")
+        if rss:
+            lines[-1] += (f" Memory (RSS every {_fmt(soak.get('rss_every_s'))} s): "
+                          f"{rss[0][1]:.0f} → {max(r for _, r in rss):.0f} MiB at most, "
+                          f"{_fmt(soak.get('rss_end_mib'))} MiB once the calls ended; slope "
+                          f"while they ran, after the first "
+                          f"{soak['rss_warmup_s']:.0f} s "
+                          f"{_fmt(soak.get('rss_slope_mib_per_min'))} MiB/min, of which the "
+                          f"benchmark's own copy of the synthesized audio is "
+                          f"{_fmt(soak.get('harness_audio_mib_per_min'))} MiB/min.")
     return "\n".join(lines) + "\n"
 
 
@@ -204,6 +214,16 @@ def plots(results: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]
                title=f"Soak: {results['soak']['sessions']} concurrent sessions")
         ax.legend(fontsize=7)
         written.append(_save(fig, out / "soak_lag.png"))
+    if results.get("soak", {}).get("rss_mib"):
+        soak = results["soak"]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([t for t, _ in soak["rss_mib"]], [r for _, r in soak["rss_mib"]], marker=".")
+        ax.axvline(soak["rss_warmup_s"], color="grey", ls="--", lw=1, label="end of warm-up")
+        ax.set(xlabel="call time (s)", ylabel="RSS (MiB)",
+               title=f"Soak memory: {soak['sessions']} sessions, slope "
+                     f"{_fmt(soak.get('rss_slope_mib_per_min'))} MiB/min after warm-up")
+        ax.legend(fontsize=7)
+        written.append(_save(fig, out / "soak_rss.png"))
     return written
 
 

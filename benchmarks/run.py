@@ -23,7 +23,7 @@ from babelcall.realtime.audio import Resampler, frame_from_array, load_file
 from babelcall.realtime.replay import ReplayResult, replay
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.realtime.session import SessionConfig
-from babelcall.realtime.types import join_words
+from babelcall.realtime.types import SynthAudio, join_words
 
 
 @dataclass
@@ -242,15 +242,57 @@ def long_call(clips: list[Clip], seconds: float, path: Path) -> Path:
     return path
 
 
+RSS_EVERY_S = 10.0
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (Linux); the peak where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _sample_rss(samples: list[tuple[float, float]], started: float) -> None:
+    while True:
+        samples.append((round(time.monotonic() - started, 1), round(rss_mib(), 1)))
+        await asyncio.sleep(RSS_EVERY_S)
+
+
+def rss_slope(samples: list[tuple[float, float]], warmup_s: float) -> float | None:
+    """MiB per minute, least squares over the samples after ``warmup_s`` (models' buffers and
+    allocator arenas grow during the first phrases; what grows after that grows with the
+    call)."""
+    late = [(t, r) for t, r in samples if t >= warmup_s]
+    if len(late) < 3:
+        return None
+    t, r = np.array(late).T
+    return round(float(np.polyfit(t, r, 1)[0]) * 60, 2)
+
+
 async def soak(engines: Engines, call: Path, source: str, target: str,
                sessions: int) -> dict[str, Any]:
-    """``sessions`` callers talking at once for the whole call: does lag stay bounded?"""
-    async with Scheduler(engines) as sched:
-        results = await asyncio.gather(*[
-            replay(engines, SessionConfig(source, target), call, scheduler=sched)
-            for _ in range(sessions)])
-        metrics = sched.metrics()
+    """``sessions`` callers talking at once for the whole call: does lag stay bounded, and
+    does memory (RSS sampled every ``RSS_EVERY_S``) stay flat after warm-up?"""
+    rss: list[tuple[float, float]] = []
+    started = time.monotonic()
+    sampler = asyncio.create_task(_sample_rss(rss, started))
+    try:
+        async with Scheduler(engines) as sched:
+            results = await asyncio.gather(*[
+                replay(engines, SessionConfig(source, target), call, scheduler=sched)
+                for _ in range(sessions)])
+            metrics = sched.metrics()
+    finally:
+        sampler.cancel()
     mid = results[0].input_s / 2
+    warmup_s = max(60.0, 0.2 * results[0].input_s)
+    # replay() keeps every event, synthesized PCM included, to score the clips: memory the
+    # benchmark holds, not the server, and it grows with the call
+    kept = sum(ev.pcm.nbytes for r in results for ev in r.events if isinstance(ev, SynthAudio))
 
     def halves(series: list[list[tuple[float, float]]]) -> tuple[float, float]:
         first = [v for lag in series for t, v in lag if t <= mid]
@@ -268,7 +310,10 @@ async def soak(engines: Engines, call: Path, source: str, target: str,
             "merges": sum(r.metrics.get("merges", 0) for r in results),
             "first_audio_ms": M.percentiles(lat), "asr_mean_batch": metrics["asr_mean_batch"],
             "errors": sum(r.metrics.get("errors", 0) for r in results), "lag": lags,
-            "speech_lag": speech}
+            "speech_lag": speech, "rss_mib": rss, "rss_every_s": RSS_EVERY_S,
+            "rss_warmup_s": warmup_s, "rss_end_mib": round(rss_mib(), 1),
+            "rss_slope_mib_per_min": rss_slope(rss, warmup_s),
+            "harness_audio_mib_per_min": round(kept / 2**20 / (results[0].input_s / 60), 2)}
 
 
 def machine_info(device: str) -> dict[str, Any]:

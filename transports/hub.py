@@ -19,6 +19,7 @@ from babelcall.realtime.scheduler import Overloaded, Scheduler
 from babelcall.realtime.session import Session, SessionConfig
 from babelcall.transports.runtime import MEDIA_SWITCH_INTERVAL_S, Runtime
 from babelcall.transports.signaling import SignalingError
+from babelcall.transports.wire_guard import CLIENT_TIMEOUT_S
 
 if TYPE_CHECKING:
     from babelcall.transports.ingest import Ingest
@@ -43,6 +44,9 @@ class ServerConfig:
     ws_max_ahead_s: float = 30.0        # WebSocket clients may upload faster; then they wait
     ws_hard_cap_s: float = 40.0         # ... and what still comes beyond this is dropped
     connect_timeout_s: float = 30.0
+    # how long a client may take to send its request headers, its body, or a WebSocket's
+    # first message (see transports/wire_guard.py)
+    client_timeout_s: float = CLIENT_TIMEOUT_S
     ice_servers: list[str] = field(default_factory=list)
     cors_origin: str | None = None
     # see transports/runtime.py; None leaves the process setting alone

@@ -1,7 +1,10 @@
 """One RTCPeerConnection with babelcall's lifecycle rules (cf. aiortc's examples/server):
 answer an offer in one step, close when the connection fails or is closed, when it does not
 connect within ``connect_timeout_s``, or when the owner hangs up. Closing is idempotent and
-always runs the owner's ``on_close`` exactly once, which is where sessions are freed."""
+always runs the owner's ``on_close`` exactly once, which is where sessions are freed.
+
+DTLS completes with RSA as well as ECDSA peers (transports/dtls.py), and a peer that fails or
+times out is logged once, with its cause (ICE, DTLS and its alert, or the timeout)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
+from babelcall.transports.dtls import failure_cause, use_interop_certificate
 from babelcall.transports.signaling import Offer, SignalingError
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ class Peer:
         self.id = secrets.token_urlsafe(12)
         self.offer = offer
         self.pc = RTCPeerConnection(ice_configuration(ice_servers))
+        self._certificate = use_interop_certificate(self.pc)
         self.connect_timeout_s = connect_timeout_s
         self.on_close = on_close
         self.on_message: Callable[[dict[str, Any]], Any] | None = None
@@ -92,6 +97,9 @@ class Peer:
         except Exception as exc:
             await self.close()
             raise SignalingError(400, "bad_sdp", f"could not answer the offer: {exc}") from exc
+        if self._closing:  # hung up (its call ended) while the answer was being made
+            raise SignalingError(404, "unknown_session", "the call ended while this offer was "
+                                                         "being answered")
         self._watch = asyncio.create_task(self._watch_connect(), name=f"peer-{self.id}")
         return self.pc.localDescription.sdp
 
@@ -127,12 +135,26 @@ class Peer:
         finally:
             with contextlib.suppress(Exception):
                 await self.pc.close()
+            self._end_remote_tracks()
             self.closed.set()
+
+    def _end_remote_tracks(self) -> None:
+        """aiortc ends a remote track (its recv() raises) only when its receiver had started:
+        for a peer closed before it connected, every reader of ``audio_in`` would wait for ever
+        (a MediaRelay's reader task then leaks, and is garbage-collected pending). The None
+        is aiortc's own end-of-track sentinel (RemoteStreamTrack.recv)."""
+        for track in (self.audio_in, self.video_in):
+            queue = getattr(track, "_queue", None)
+            if isinstance(queue, asyncio.Queue):
+                queue.put_nowait(None)
 
     # -- events -----------------------------------------------------------------------------
     def _state_changed(self) -> None:
         state = self.pc.connectionState
-        log.info("peer %s: %s", self.id, state)
+        if state == "failed" and not self._closing:
+            log.warning("peer %s failed: %s", self.id, failure_cause(self.pc, self._certificate))
+        else:
+            log.info("peer %s: %s", self.id, state)
         if state == "connected":
             self.connected.set()
         elif state in ("failed", "closed") and not self._closing:
@@ -163,6 +185,6 @@ class Peer:
         try:
             await asyncio.wait_for(self.connected.wait(), self.connect_timeout_s)
         except TimeoutError:
-            log.warning("peer %s did not connect within %.0f s; closing", self.id,
-                        self.connect_timeout_s)
+            log.warning("peer %s did not connect within %.0f s (%s); closing", self.id,
+                        self.connect_timeout_s, failure_cause(self.pc, self._certificate))
             await self.close()

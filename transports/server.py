@@ -50,11 +50,12 @@ from babelcall.transports.signaling import (
     read_body,
 )
 from babelcall.transports.websocket import websocket_handler
+from babelcall.transports.wire_guard import handler_args
 
 log = logging.getLogger(__name__)
 BROWSER = Path(__file__).resolve().parent.parent / "clients" / "browser"
 PUBLIC = {"/", "/client.js", "/favicon.svg", "/favicon.ico", "/health"}
-ROOM_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let "name\n" through
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -148,11 +149,13 @@ async def stats(request: web.Request) -> web.Response:
 
 # -- calls ----------------------------------------------------------------------------------
 def call_options(params: dict[str, Any], config: ServerConfig) -> CallOptions:
+    """``params``: the query string, or the query and the JSON body of ``/offer`` (so any JSON
+    type can arrive here)."""
     mix = number(params, "mix", 0.0, 0.0, 1.0)
     idle = params.get("mix_idle")
     return CallOptions(
-        source=language(params.get("source") or config.source, "source"),
-        target=language(params.get("target") or config.target, "target"),
+        source=language(_or_default(params.get("source"), config.source), "source"),
+        target=language(_or_default(params.get("target"), config.target), "target"),
         mix=mix, mix_idle=None if idle in (None, "") else number(params, "mix_idle", mix, 0, 1),
         video_delay_s=_video_delay(params),
         echo_guard=str(params.get("echo_guard", "")).lower() in ("1", "true", "yes", "on"),
@@ -168,6 +171,10 @@ def _video_delay(params: dict[str, Any]) -> float | None:
     if value == "live":
         return 0.0
     return number(params, "video_delay_ms", 0.0, 0.0, 3000.0) / 1000
+
+
+def _or_default(value: Any, default: str) -> Any:
+    return default if value is None or value == "" else value
 
 
 def _voice(value: Any) -> str | None:
@@ -193,7 +200,8 @@ async def _sdp_body(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise SignalingError(415, "bad_content_type", "send the SDP offer as "
                                                       "Content-Type: application/sdp")
-    body = await read_body(request, request.app[HUB].config.max_sdp_bytes)
+    body = await read_body(request, request.app[HUB].config.max_sdp_bytes,
+                           request.app[HUB].config.client_timeout_s)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
@@ -215,17 +223,23 @@ async def whip(request: web.Request) -> web.Response:
 
 async def offer(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    body = await read_body(request, hub.config.max_sdp_bytes + 4096)
+    body = await read_body(request, hub.config.max_sdp_bytes + 4096,
+                           request.app[HUB].config.client_timeout_s)
     try:
         params = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise SignalingError(400, "bad_json", "the body must be JSON {sdp, type, source, "
                                               "target}") from None
     if not isinstance(params, dict) or not isinstance(params.get("sdp"), str) \
             or params.get("type", "offer") != "offer":
         raise SignalingError(400, "bad_json", "the body must be JSON {\"sdp\": ..., "
                                               "\"type\": \"offer\"}")
-    if len(params["sdp"].encode()) > hub.config.max_sdp_bytes:
+    try:
+        sdp_bytes = len(params["sdp"].encode())
+    except UnicodeEncodeError:  # "\ud800" in JSON decodes to a lone surrogate
+        raise SignalingError(400, "bad_sdp", "the SDP offer is not valid Unicode text") \
+            from None
+    if sdp_bytes > hub.config.max_sdp_bytes:
         raise SignalingError(413, "too_large", f"the SDP offer is over the "
                                                f"{hub.config.max_sdp_bytes}-byte limit")
     offer_ = parse_offer(params["sdp"], need_send=True, need_receive=False)
@@ -301,7 +315,7 @@ async def captions(request: web.Request) -> web.StreamResponse:
 async def room_join(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     name = request.match_info["room"]
-    if not ROOM_NAME.match(name):
+    if not ROOM_NAME.fullmatch(name):
         raise SignalingError(400, "bad_room", "room names are 1-64 letters, digits, - or _")
     lang = language(request.query.get("lang"), "lang")
     guard = request.query.get("echo_guard", "1").lower() not in ("0", "false", "no", "off")
@@ -341,7 +355,8 @@ async def running(engines: Engines, config: ServerConfig | None = None, host: st
     while the block runs; leaving it closes every call and session. Used by ``serve``, the
     benchmark's WebRTC loopback and tests."""
     app = create_app(engines, config)
-    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout,
+                           **handler_args(app[HUB].config.client_timeout_s))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

@@ -8,10 +8,12 @@ instead of failing later inside the peer connection."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiortc import sdp
@@ -22,6 +24,10 @@ from babelcall.realtime.errors import BabelcallError
 from babelcall.transports.tracks import TRACK_PREFIX
 
 LANGUAGE_CHARS = set("abcdefghijklmnopqrstuvwxyz")
+# A WebRTC offer has one m-line per track plus one for data channels (3 for the browser page);
+# aiortc answers every section it is given, so a crafted offer of a thousand lines would cost a
+# thousand transceivers and an answer of almost a megabyte.
+MAX_MEDIA_SECTIONS = 16
 
 
 class SignalingError(BabelcallError):
@@ -68,6 +74,13 @@ def parse_offer(text: str, *, need_send: bool, need_receive: bool) -> Offer:
     if not text.lstrip().startswith("v=0"):
         raise SignalingError(400, "bad_sdp", "the body is not an SDP offer (it must start "
                                              "with v=0)")
+    m_lines = [line for line in text.splitlines() if line.startswith("m=")]
+    if len(m_lines) > MAX_MEDIA_SECTIONS:
+        raise SignalingError(400, "bad_sdp", f"the SDP offer has {len(m_lines)} media sections; "
+                                             f"at most {MAX_MEDIA_SECTIONS} are accepted")
+    if sum(line.startswith("m=application") for line in m_lines) > 1:
+        raise SignalingError(400, "bad_sdp", "the SDP offer has more than one m=application "
+                                             "section (WebRTC data channels share one)")
     try:
         desc = sdp.SessionDescription.parse(text)
     except Exception as exc:  # the parser asserts and indexes freely on bad input
@@ -111,15 +124,27 @@ def parse_offer(text: str, *, need_send: bool, need_receive: bool) -> Offer:
     return Offer(text, audio, lines.get("video"), has_data)
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (declared or streamed) with 413."""
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole request body, however many TCP segments it comes in; more than ``limit``
+    bytes (declared or streamed) is refused with 413, a body that takes longer than
+    ``timeout_s`` to arrive with 408."""
     if request.content_length is not None and request.content_length > limit:
         raise SignalingError(413, "too_large", f"the body is {request.content_length} bytes; "
                                                f"the limit is {limit}")
-    body = await request.content.read(limit + 1)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while len(body) <= limit:
+                chunk = await request.content.read(limit + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+    except TimeoutError:
+        raise SignalingError(408, "timeout", f"the request body did not arrive within "
+                                             f"{timeout_s:.0f} s") from None
     if len(body) > limit:
         raise SignalingError(413, "too_large", f"the body is over the {limit}-byte limit")
-    return body
+    return bytes(body)
 
 
 def check_token(request: web.Request, token: str | None) -> None:
@@ -130,15 +155,22 @@ def check_token(request: web.Request, token: str | None) -> None:
     header = request.headers.get("Authorization", "")
     given = header[7:].strip() if header.lower().startswith("bearer ") else \
         request.query.get("token", "")
-    if not hmac.compare_digest(given.encode(), token.encode()):
+    try:  # header bytes that are not UTF-8 arrive as lone surrogates
+        given_bytes = given.encode()
+    except UnicodeEncodeError:
+        given_bytes = b""
+    if not hmac.compare_digest(given_bytes, token.encode()):
         raise SignalingError(401, "unauthorized", "missing or wrong bearer token "
                                                   "(Authorization: Bearer TOKEN)")
 
 
-def language(value: str | None, name: str) -> str:
-    if not value:
+def language(value: Any, name: str) -> str:
+    if value is None or value == "":
         raise SignalingError(400, "bad_language", f"'{name}' (a language code such as en) "
                                                   "is required")
+    if not isinstance(value, str):
+        raise SignalingError(400, "bad_language", f"'{name}' must be a string, a language "
+                                                  f"code such as en, not {type(value).__name__}")
     value = value.strip().lower()
     if not 2 <= len(value) <= 3 or not set(value) <= LANGUAGE_CHARS:
         raise SignalingError(400, "bad_language", f"'{name}' must be an ISO 639 code such "

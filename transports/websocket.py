@@ -13,9 +13,11 @@ bridges, scripts, embedded devices).
 
 Bad input gets ``{"type": "error", "error": code, "message": ...}`` and a close: 1008 for a
 bad config or limits, 1003 for data that is not PCM16 or JSON, 1009 for a message over the
-size limit, 1013 when the server is full. A client may send faster than real time (a file):
-beyond ``ws_max_ahead_s`` ahead the server stops reading until real time catches up (TCP
-backpressure), so an upload cannot queue unbounded work.
+size limit (text messages: ``MAX_TEXT_BYTES``), 1002 for a broken frame (client frames must be
+masked), 1013 when the server is full, 1011 for a server bug (logged with its traceback).
+A client may send faster than real time (a file): beyond ``ws_max_ahead_s`` ahead the server
+stops reading until real time catches up (TCP backpressure), so an upload cannot queue
+unbounded work.
 
 This uses aiohttp's WebSocket rather than the ``websockets`` library so that the socket shares
 the server's port, token check, limits and shutdown with the WebRTC endpoints and the page."""
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import Any
 
 import numpy as np
@@ -37,9 +40,12 @@ from babelcall.realtime.types import SynthAudio
 from babelcall.transports.hub import HUB
 from babelcall.transports.link import Link
 from babelcall.transports.signaling import SignalingError, language
+from babelcall.transports.wire_guard import StrictWebSocketResponse
 
+log = logging.getLogger(__name__)
 ENCODED = (b"RIFF", b"OggS", b"ID3", b"fLaC", b"\x1aE\xdf\xa3", b"\x00\x00\x00\x1cftyp")
 MIN_RATE, MAX_RATE = 8000, 192000
+MAX_TEXT_BYTES = 4096  # a config, end or ping message is well under 200 bytes
 
 
 class ProtocolError(Exception):
@@ -55,12 +61,14 @@ def parse_config(params: dict[str, Any]) -> tuple[str, str, int]:
     except SignalingError as exc:
         raise ProtocolError(1008, exc.code, str(exc)) from None
     raw = params.get("rate", 16000)
+    # isdigit() is also true of "²" and other digits int() refuses; a rate has 6 at most
     whole = isinstance(raw, int) and not isinstance(raw, bool) or \
-        isinstance(raw, str) and raw.strip().isdigit()
+        isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() \
+        and len(raw.strip()) <= 6
     rate = int(raw) if whole else 0
     if not MIN_RATE <= rate <= MAX_RATE:
         raise ProtocolError(1008, "bad_rate", f"'rate' must be a whole number of Hz within "
-                                              f"[{MIN_RATE}, {MAX_RATE}], got {raw!r}")
+                                              f"[{MIN_RATE}, {MAX_RATE}], got {str(raw)[:20]!r}")
     return source, target, rate
 
 
@@ -82,7 +90,7 @@ class _Bucket:
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[HUB]
     cfg = hub.config
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4 * cfg.max_ws_message_bytes)
+    ws = StrictWebSocketResponse(heartbeat=30, max_msg_size=4 * cfg.max_ws_message_bytes)
     await ws.prepare(request)
     out: asyncio.Queue[str | bytes | None] = asyncio.Queue()
     writer = asyncio.create_task(_write(ws, out))
@@ -95,7 +103,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     try:
         params = dict(request.query)
         if "source" not in params or "target" not in params:
-            params = await _first_config(ws)
+            params = await _first_config(ws, cfg.client_timeout_s)
         source, target, rate = parse_config(params)
         try:
             session = hub.new_session(source, target)
@@ -124,10 +132,11 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             await writer
             await ws.close(code=1000, message=b"done")
     except ProtocolError as exc:
-        send({"type": "error", "error": exc.code, "message": str(exc)})
-        out.put_nowait(None)
-        await writer
-        await ws.close(code=exc.close_code, message=exc.code.encode()[:100])
+        await _refuse(ws, out, writer, exc)
+    except Exception:  # a bug: the socket is upgraded, an HTTP 500 can no longer be sent
+        log.exception("websocket %s failed", request.path_qs[:200])
+        await _refuse(ws, out, writer, ProtocolError(1011, "internal",
+                                                     "internal server error (see the log)"))
     finally:
         unregister()
         if link is not None:
@@ -137,16 +146,45 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-async def _first_config(ws: web.WebSocketResponse) -> dict[str, Any]:
+async def _refuse(ws: web.WebSocketResponse, out: asyncio.Queue[str | bytes | None],
+                  writer: asyncio.Task[None], exc: ProtocolError) -> None:
+    """The error as a last JSON message, then a close with its code and reason."""
+    out.put_nowait(json.dumps({"type": "error", "error": exc.code, "message": str(exc)}))
+    out.put_nowait(None)
+    with contextlib.suppress(TimeoutError):  # a client that stopped reading gets no reason
+        await asyncio.wait_for(writer, 2.0)
+    await ws.close(code=exc.close_code, message=exc.code.encode()[:100])
+
+
+def _broken(msg: Any, max_bytes: int) -> ProtocolError:
+    """The ProtocolError for an ERROR message (aiohttp already closed with its code)."""
+    code = getattr(msg.data, "code", 1002)
+    if code == 1009:
+        return ProtocolError(1009, "too_large", f"message over the {max_bytes}-byte limit")
+    return ProtocolError(int(code), "bad_frame", str(msg.data)[:200] or "broken WebSocket frame")
+
+
+def _text(msg: Any) -> dict[str, Any]:
+    if len(msg.data) > MAX_TEXT_BYTES:
+        raise ProtocolError(1009, "too_large", f"text message of {len(msg.data)} characters; "
+                                               f"the limit is {MAX_TEXT_BYTES}")
+    return _json(msg.data)
+
+
+async def _first_config(ws: web.WebSocketResponse, timeout_s: float) -> dict[str, Any]:
     try:
-        msg = await ws.receive(timeout=10)
+        msg = await ws.receive(timeout=timeout_s)
     except TimeoutError:
         raise ProtocolError(1008, "bad_config", "no config: give source/target/rate on the "
                                                 "URL or send a config message first") from None
+    if msg.type == WSMsgType.ERROR:
+        raise _broken(msg, MAX_TEXT_BYTES)
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+        raise ProtocolError(1000, "closed", "closed before sending a config")
     if msg.type != WSMsgType.TEXT:
         raise ProtocolError(1008, "bad_config", "the first message must be the JSON config "
                                                 "(or put source/target/rate on the URL)")
-    data = _json(msg.data)
+    data = _text(msg)
     if data.get("type") != "config":
         raise ProtocolError(1008, "bad_config", "the first message must be "
                                                 "{\"type\": \"config\", ...}")
@@ -156,7 +194,7 @@ async def _first_config(ws: web.WebSocketResponse) -> dict[str, Any]:
 def _json(text: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         data = None
     if not isinstance(data, dict):
         raise ProtocolError(1003, "bad_message", "text messages must be JSON objects")
@@ -176,17 +214,19 @@ async def _read(ws: web.WebSocketResponse, link: Link, rate: int, max_bytes: int
         if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
             return False
         if msg.type == WSMsgType.ERROR:
-            raise ProtocolError(1009, "too_large", f"message over the {max_bytes}-byte limit")
+            raise _broken(msg, max_bytes)
         if not bucket.take():
             raise ProtocolError(1008, "too_many_messages",
                                 f"more than {max_per_s:.0f} messages a second")
         if msg.type == WSMsgType.TEXT:
-            data = _json(msg.data)
+            data = _text(msg)
             kind = data.get("type")
             if kind == "end":
                 return True
-            if kind == "ping":
-                send({"type": "pong", "t": data.get("t")})
+            if kind == "ping":  # echo a timestamp, never an arbitrary payload
+                t = data.get("t")
+                number = isinstance(t, int | float) and not isinstance(t, bool)
+                send({"type": "pong", "t": t if number else None})
                 continue
             raise ProtocolError(1003, "bad_message", f"unknown message type {kind!r} "
                                                      "(expected end or ping)")

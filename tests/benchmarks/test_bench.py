@@ -28,6 +28,16 @@ def test_measures_on_a_hand_made_log():
     assert M.wer("hello there", "hello") == pytest.approx(0.5)
 
 
+def test_soak_memory_slope_leaves_out_the_warm_up():
+    from babelcall.benchmarks.run import rss_slope
+
+    warm = [(t, 1000.0 + t) for t in range(0, 60, 10)]  # +1 MiB/s while models warm up
+    flat = [(t, 1060.0 + 0.05 * (t - 60)) for t in range(60, 300, 10)]  # then +3 MiB/min
+    assert rss_slope(warm + flat, 60) == pytest.approx(3.0)
+    assert rss_slope(warm + flat, 0) > 9  # the warm-up would dominate
+    assert rss_slope(warm, 60) is None  # too few samples after it
+
+
 def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
     from babelcall.benchmarks.cli import run_bench
 

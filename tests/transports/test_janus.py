@@ -7,6 +7,7 @@ rooms through Janus' participant lists alone, and take over a dead worker's room
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -140,10 +141,10 @@ def test_bot_interprets_a_room_both_ways(janus, engines, asr):
     assert any(w in said_en.lower() for w in ("looks", "sense", "seems")), said_en
 
 
-def test_leaving_mid_phrase_and_janus_restart(janus, engines):
-    """A speaker who leaves mid-phrase frees their session at once; Janus killed and started
-    again: the bot rejoins by itself and serves the next speaker (a --no-rejoin bot ends with
-    ConnectionLost instead)."""
+def test_leaving_mid_phrase_and_janus_restart(janus, engines, caplog):
+    """A speaker who leaves mid-phrase frees their session at once (and the log says who came
+    and went); Janus killed and started again: the bot rejoins by itself and serves the next
+    speaker (a --no-rejoin bot ends with ConnectionLost instead)."""
     config = BotConfig(source="en", target="es")
 
     async def main():
@@ -168,6 +169,9 @@ def test_leaving_mid_phrase_and_janus_restart(janus, engines):
             await eve.abort()  # gone without a goodbye, mid-phrase
             await until(lambda: not sched.sessions and not bot.bot.served, 10,
                         "Eve's session to be freed")
+            said = [r.getMessage() for r in caplog.records]
+            assert any("speaker 'Eve' joined" in m for m in said), said
+            assert any("speaker 'Eve' left" in m for m in said), said
             await listener.close()
 
             await strict.start()  # joins only now: two bots would both serve Eve
@@ -189,7 +193,8 @@ def test_leaving_mid_phrase_and_janus_restart(janus, engines):
             await listener.close()
             await bot.stop()
 
-    asyncio.run(main())
+    with caplog.at_level(logging.INFO, logger="babelcall.transports.conference"):
+        asyncio.run(main())
 
 
 def test_a_participant_s_language_is_detected(janus, engines):

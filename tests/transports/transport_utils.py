@@ -89,7 +89,18 @@ def server_thread(engines, **config):
             ready["srv"] = srv
             await stop.wait()
 
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(run())
+        finally:  # as asyncio.run does: no task left pending when the loop closes
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while "srv" not in ready:

@@ -556,10 +556,13 @@ class JanusRoom(RoomConnection):
         pub = Publisher(feed, str(p.get("display") or f"feed-{feed}"),
                         audio[0].get("mid") if audio else None)
         self.publishers[feed] = pub
+        log.info("room %s: speaker %r joined (feed %s)", self.room, pub.display, feed)
         self._events.put_nowait(PublisherJoined(pub))
 
     def _publisher_gone(self, feed: int) -> None:
-        if self.publishers.pop(feed, None) is not None:
+        pub = self.publishers.pop(feed, None)
+        if pub is not None:
+            log.info("room %s: speaker %r left (feed %s)", self.room, pub.display, feed)
             self._events.put_nowait(PublisherLeft(feed))
 
 
