@@ -97,9 +97,9 @@ def markdown(results: dict[str, Any]) -> str:
                           f"{_fmt(soak.get('rss_end_mib'))} MiB once the calls ended; slope "
                           f"while they ran, after the first "
                           f"{soak['rss_warmup_s']:.0f} s "
-                          f"{_fmt(soak.get('rss_slope_mib_per_min'))} MiB/min, of which the "
-                          f"benchmark's own copy of the synthesized audio is "
-                          f"{_fmt(soak.get('harness_audio_mib_per_min'))} MiB/min.")
+                          f"{_fmt(soak.get('rss_slope_mib_per_min'))} MiB/min (the "
+                          "benchmark keeps no events or audio of the soak: this is the "
+                          "server's own memory).")
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ from babelcall.realtime.audio import Resampler, frame_from_array, load_file
 from babelcall.realtime.replay import ReplayResult, replay
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.realtime.session import SessionConfig
-from babelcall.realtime.types import SynthAudio, join_words
+from babelcall.realtime.types import join_words
 
 
 @dataclass
@@ -280,19 +280,27 @@ async def soak(engines: Engines, call: Path, source: str, target: str,
     rss: list[tuple[float, float]] = []
     started = time.monotonic()
     sampler = asyncio.create_task(_sample_rss(rss, started))
+    kept: list[list[dict[str, Any]]] = [[] for _ in range(sessions)]  # what latency needs
+
+    def keeper(out: list[dict[str, Any]]) -> Any:
+        def keep(rec: dict[str, Any]) -> None:
+            if rec["type"] == "speech_ended" or rec["type"] == "synth_audio" and rec["seq"] == 0:
+                out.append(rec)
+            elif rec["type"] == "transcript" and rec.get("words"):
+                out.append({**rec, "words": rec["words"][-1:]})  # the phrase's end is enough
+        return keep
+
     try:
         async with Scheduler(engines) as sched:
             results = await asyncio.gather(*[
-                replay(engines, SessionConfig(source, target), call, scheduler=sched)
-                for _ in range(sessions)])
+                replay(engines, SessionConfig(source, target), call, scheduler=sched,
+                       keep=False, on_record=keeper(kept[i]))
+                for i in range(sessions)])
             metrics = sched.metrics()
     finally:
         sampler.cancel()
     mid = results[0].input_s / 2
     warmup_s = max(60.0, 0.2 * results[0].input_s)
-    # replay() keeps every event, synthesized PCM included, to score the clips: memory the
-    # benchmark holds, not the server, and it grows with the call
-    kept = sum(ev.pcm.nbytes for r in results for ev in r.events if isinstance(ev, SynthAudio))
 
     def halves(series: list[list[tuple[float, float]]]) -> tuple[float, float]:
         first = [v for lag in series for t, v in lag if t <= mid]
@@ -301,7 +309,7 @@ async def soak(engines: Engines, call: Path, source: str, target: str,
 
     lags = [r.lag for r in results]
     speech = [r.speech_lag for r in results]
-    lat = [x for r in results for x in M.first_audio_latencies(r.records)]
+    lat = [x for recs in kept for x in M.first_audio_latencies(recs)]
     (l1, l2), (s1, s2) = halves(lags), halves(speech)
     return {"sessions": sessions, "call_s": round(results[0].input_s, 1),
             "max_lag_first_half_s": l1, "max_lag_second_half_s": l2,
@@ -312,8 +320,7 @@ async def soak(engines: Engines, call: Path, source: str, target: str,
             "errors": sum(r.metrics.get("errors", 0) for r in results), "lag": lags,
             "speech_lag": speech, "rss_mib": rss, "rss_every_s": RSS_EVERY_S,
             "rss_warmup_s": warmup_s, "rss_end_mib": round(rss_mib(), 1),
-            "rss_slope_mib_per_min": rss_slope(rss, warmup_s),
-            "harness_audio_mib_per_min": round(kept / 2**20 / (results[0].input_s / 60), 2)}
+            "rss_slope_mib_per_min": rss_slope(rss, warmup_s)}
 
 
 def machine_info(device: str) -> dict[str, Any]:

@@ -43,8 +43,11 @@ class Placed:
 
 
 class Playout:
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, *, keep: bool = True) -> None:
+        """``keep``: remember what was placed, to ``render`` it (a soak that only measures
+        keeps nothing, so its memory is the server's alone)."""
         self.rate = rate
+        self.keep = keep
         self.placed: list[Placed] = []
         self._clock = PlayoutClock()
 
@@ -53,11 +56,14 @@ class Playout:
             raise ValueError(f"playout at {self.rate} Hz got a chunk at {event.rate} Hz")
         ready = event.wall_ns if ready_ns is None else ready_ns
         placed = Placed(event, self._clock.place(ready, event.duration))
-        self.placed.append(placed)
+        if self.keep:
+            self.placed.append(placed)
         return placed
 
     def render(self, origin_ns: int, min_duration_s: float = 0.0) -> np.ndarray:
         """The whole timeline as PCM; ``origin_ns`` is the wall time of source time 0."""
+        if not self.keep:
+            raise ValueError("this playout kept nothing to render")
         end_s = max([min_duration_s] + [(p.end_ns - origin_ns) / 1e9 for p in self.placed])
         out = np.zeros(int(np.ceil(end_s * self.rate)) + 1, dtype=np.float32)
         for p in self.placed:

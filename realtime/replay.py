@@ -66,25 +66,27 @@ async def _scheduler(engines: Engines, scheduler: Scheduler | None, fast: bool,
 
 async def replay(engines: Engines, config: SessionConfig, path: str | os.PathLike[str], *,
                  fast: bool = False, scheduler: Scheduler | None = None,
-                 budget: LatencyBudget | None = None,
+                 budget: LatencyBudget | None = None, keep: bool = True,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
                  progress: Callable[[float, float], None] | None = None) -> ReplayResult:
     """``scheduler``: share one with other replays (real-time pacing only); without it the
-    replay runs on a scheduler of its own, with ``budget`` if given."""
+    replay runs on a scheduler of its own, with ``budget`` if given. ``keep=False``: keep
+    no events, records or audio (``on_record`` still sees every record), so a long soak
+    measures the server's memory, not the harness's."""
     frames = _frames(path)  # decode first: a bad file fails before any model work
     async with _scheduler(engines, scheduler, fast, budget) as sched:
-        return await _run(sched, config, frames, fast, on_record, progress)
+        return await _run(sched, config, frames, fast, keep, on_record, progress)
 
 
 async def _run(sched: Scheduler, config: SessionConfig, frames: list[np.ndarray], fast: bool,
-               on_record: Callable[[dict[str, Any]], None] | None,
+               keep: bool, on_record: Callable[[dict[str, Any]], None] | None,
                progress: Callable[[float, float], None] | None) -> ReplayResult:
     clock = sched.clock
     wall = SystemClock()  # how long the replay itself took (in fast mode too)
     session = Session(sched, config)
     rate = sched.engines.tts.sample_rate
     result = ReplayResult(rate=rate, input_s=len(frames) * FRAME_S)
-    playout = Playout(rate)
+    playout = Playout(rate, keep=keep)
     origin = clock.now_ns()
     started = wall.now_ns()
 
@@ -102,8 +104,9 @@ async def _run(sched: Scheduler, config: SessionConfig, frames: list[np.ndarray]
             marks = clauses.pop(ev.clause, None) if isinstance(ev, PhraseTiming) else None
             rec = event_record(ev, origin_ns=origin, arrival_ns=session.arrival_ns(ev.src.end),
                                play_start_ns=placed.start_ns if placed else None, marks=marks)
-            result.events.append(ev)
-            result.records.append(rec)
+            if keep:
+                result.events.append(ev)
+                result.records.append(rec)
             if on_record:
                 on_record(rec)
 
@@ -127,7 +130,8 @@ async def _run(sched: Scheduler, config: SessionConfig, frames: list[np.ndarray]
         await session.end()
         await collector
         result.metrics = session.metrics()
-    result.audio = playout.render(origin, result.input_s)
+    if keep:
+        result.audio = playout.render(origin, result.input_s)
     result.wall_s = (wall.now_ns() - started) / 1e9
     return result
 

@@ -171,7 +171,10 @@ class RoomBot:
         if served.task is not None and not served.task.done():
             served.task.cancel()
             await asyncio.gather(served.task, return_exceptions=True)
+        freed = len(served.interpreters)
         await self._release(served)
+        log.info("room %s: %r left; %d session(s) freed", self.room.room,
+                 served.publisher.display, freed)
 
     async def _serve(self, s: Served) -> None:
         pub = s.publisher
