@@ -87,7 +87,12 @@ def markdown(results: dict[str, Any]) -> str:
                       f"{soak.get('skipped', '–')}; first audio p50 "
                       f"{_fmt(pct['p50'])} / p95 {_fmt(pct['p95'])} ms; ASR mean batch "
                       f"{soak['asr_mean_batch']}; errors {soak['errors']}."]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if results.get("voice_ablation"):
+        from babelcall.benchmarks.ablation import markdown as ablation_markdown
+
+        text += ablation_markdown(results["voice_ablation"])
+    return text
 
 
 def plots(results: dict[str, Any], raw: dict[str, Any], out: Path) -> list[Path]:

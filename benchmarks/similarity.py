@@ -100,7 +100,7 @@ def run(eval_dir: Path, *, clips: int = 5, repeats: int = 3, models_dir: str | N
     from babelcall.engines.vad.silero import SileroVad
     from babelcall.engines.voice.dsp import DspCloner
     from babelcall.engines.voice.profile import ProfileBuilder
-    from babelcall.engines.voice.psola import resample
+    from babelcall.engines.voice.sigproc import resample
     from babelcall.realtime.audio import load_file
 
     tts = KokoroSynth("kokoro-82m", models_dir=models_dir)

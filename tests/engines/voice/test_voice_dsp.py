@@ -34,6 +34,7 @@ def test_cloners_follow_the_protocol():
     assert isinstance(PassThrough(), VoiceCloner)
     assert isinstance(load_cloner("off"), PassThrough)
     assert isinstance(load_cloner("dsp"), DspCloner)
+    assert load_cloner("world").name == "world"
     with pytest.raises(ValueError, match="dsp"):
         load_cloner("magic")
 
@@ -68,10 +69,12 @@ def test_other_voice_sets_get_the_nearest_voice_by_pitch():
     assert cloner.choose_voice(low, ["piper_joe"]) is None  # unknown voices: default
 
 
-@pytest.mark.parametrize("name", [LOW_CLIPS[0], LOW_CLIPS[1], HIGH_CLIPS[0], HIGH_CLIPS[2]])
-def test_conversion_moves_f0_to_the_caller_and_keeps_length_and_range(name, tts_speech):
+@pytest.mark.parametrize("kind, name", [
+    ("dsp", LOW_CLIPS[0]), ("dsp", LOW_CLIPS[1]), ("dsp", HIGH_CLIPS[0]), ("dsp", HIGH_CLIPS[2]),
+    ("world", LOW_CLIPS[0]), ("world", HIGH_CLIPS[0])])
+def test_conversion_moves_f0_to_the_caller_and_keeps_length_and_range(kind, name, tts_speech):
     prof = profile_of(name)
-    cloner = DspCloner()
+    cloner = load_cloner(kind)
     voice = cloner.choose_voice(prof, KOKORO_VOICES)
     pcm = tts_speech(voice)
     out = cloner.apply(pcm, RATE, prof, voice=voice)
@@ -80,6 +83,27 @@ def test_conversion_moves_f0_to_the_caller_and_keeps_length_and_range(name, tts_
     assert np.all(np.abs(out) <= 1.0)
     before, after = _median_f0(pcm), _median_f0(out)
     assert _octaves(after, prof.f0_median) < 0.1 + 0.5 * _octaves(before, prof.f0_median)
+
+
+def test_unsafe_conversion_falls_back_to_the_nearest_voice_and_says_so(tts_speech):
+    """A caller whose pitch is too far from the nearest base voice (a 190 Hz voice with a
+    man's formants: jm_kumo, twice its pitch) hears that voice unconverted, and the decision
+    says why; the same caller at their own pitch is converted."""
+    cloner = DspCloner()
+    prof = profile_of(LOW_CLIPS[0])
+    near = cloner.decide(prof, KOKORO_VOICES)
+    assert (near.voice, near.convert) == (MALE_VOICE, True) and "converted" in near.reason
+    far = replace(prof, f0_median=190.0, f0_p10=160.0, f0_p90=230.0,
+                  formants=(400.0, 1400.0, 2500.0))
+    decision = cloner.decide(far, KOKORO_VOICES)
+    assert decision.voice == MALE_VOICE == cloner.choose_voice(far, KOKORO_VOICES)
+    assert not decision.convert and "not converted" in decision.reason
+    assert "190 Hz" in decision.reason
+    pcm = tts_speech(MALE_VOICE)
+    assert cloner.apply(pcm, RATE, far, voice=MALE_VOICE) is pcm
+    assert cloner.apply(pcm, RATE, prof, voice=MALE_VOICE) is not pcm
+    assert not PassThrough().decide(prof, KOKORO_VOICES).convert
+    assert not cloner.decide(None, KOKORO_VOICES).convert
 
 
 def test_intonation_contour_is_kept(tts_speech):
@@ -101,10 +125,16 @@ def test_intonation_contour_is_kept(tts_speech):
 
 
 def test_two_speakers_never_swap(tts_speech):
-    """Two callers' profiles applied to the same TTS audio each pull f0 towards their own."""
+    """Two callers' profiles applied to the same TTS audio each pull f0 towards their own
+    (two men on the male voice, two women on the female one: within the safe shift)."""
     cloner = DspCloner()
-    low, high = profile_of(LOW_CLIPS[0]), profile_of(HIGH_CLIPS[0])
-    for voice in (MALE_VOICE, FEMALE_VOICE):
+    man = profile_of(LOW_CLIPS[0])
+    higher_man = replace(man, f0_median=man.f0_median * 1.4, f0_p10=man.f0_p10 * 1.4,
+                         f0_p90=man.f0_p90 * 1.4)
+    pairs = {MALE_VOICE: (man, higher_man),
+             FEMALE_VOICE: (profile_of(HIGH_CLIPS[0]), profile_of(HIGH_CLIPS[2]))}
+    for voice, (low, high) in pairs.items():
+        assert cloner.decide(low, KOKORO_VOICES).convert
         pcm = tts_speech(voice)
         base = _median_f0(pcm)
         out_low = _median_f0(cloner.apply(pcm, RATE, low, voice=voice))
@@ -134,12 +164,13 @@ def test_speaking_rate_sets_tts_speed():
     assert rate_factor(None, "en") == 1.0
     assert rate_factor(prof, "en") == 1.0  # rate not measured yet
     assert rate_factor(replace(prof, speaking_rate=3.0), "en") == pytest.approx(1.0)
-    assert rate_factor(replace(prof, speaking_rate=3.3), "en") == pytest.approx(1.1)
-    assert rate_factor(replace(prof, speaking_rate=9.0), "en") == RATE_BOUNDS[1]
+    assert rate_factor(replace(prof, speaking_rate=2.7), "en") == pytest.approx(0.9)
+    # A fast caller never makes the voice faster than its own pace: that cost words.
+    assert rate_factor(replace(prof, speaking_rate=9.0), "en") == RATE_BOUNDS[1] == 1.0
     assert rate_factor(replace(prof, speaking_rate=1.0), "en") == RATE_BOUNDS[0]
     # The TTS voice's own pace at speed 1 is taken into account when known.
-    assert rate_factor(replace(prof, speaking_rate=3.0), "en", tts_wps=2.4) == \
-        pytest.approx(2.7 / 2.4)
+    assert rate_factor(replace(prof, speaking_rate=3.0), "en", tts_wps=2.9) == \
+        pytest.approx(2.7 / 2.9)
 
 
 def test_first_chunk_costs_little_cpu(tts_speech):
