@@ -79,7 +79,7 @@ class KokoroSynth:
     def synthesize(self, text: str, *, language: str, voice: str | None = None,
                    speed: float = 1.0) -> Iterator[np.ndarray]:
         """Validate now (so errors reach the caller at the call), then stream the pieces."""
-        style = self._styles[self._check_voice(voice or self.voice)]
+        style = self.style(voice or self.voice)
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise ValueError(f"speed must be within [{MIN_SPEED}, {MAX_SPEED}], got {speed}")
         clauses = self._phonemizer.clauses(text, language)  # UnsupportedLanguage here
@@ -103,10 +103,20 @@ class KokoroSynth:
         })
         return np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
 
+    def style(self, voice: str) -> np.ndarray:
+        """The style table of a shipped voice, or of a mix of them: ``"jm_kumo+jf_tebukuro"``
+        is the mean of their styles (a voice between the two; the voice cloner uses one)."""
+        parts = self._check_voice(voice).split("+")
+        if len(parts) == 1:
+            return self._styles[voice]
+        return np.mean([self._styles[p] for p in parts], axis=0).astype(np.float32)
+
     def _check_voice(self, voice: str) -> str:
-        if voice not in self._styles:
+        unknown = [p for p in voice.split("+") if p not in self._styles]
+        if unknown or not voice:
             raise ValueError(f"unknown Kokoro voice '{voice}'; available: "
-                             f"{', '.join(self.voices)}")
+                             f"{', '.join(self.voices)} (or a mix, e.g. "
+                             f"'{'+'.join(self.voices[:2])}')")
         return voice
 
 

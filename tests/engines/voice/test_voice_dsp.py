@@ -60,10 +60,24 @@ def test_no_profile_keeps_the_default_voice_and_the_audio(tts_speech):
     assert len(cloner.apply(empty, RATE, profile_of(LOW_CLIPS[0]), voice=MALE_VOICE)) == 0
 
 
+def test_kokoro_speaks_a_mix_of_its_voices(kokoro):
+    """The female base voice is an even mix of two Kokoro styles: the mean of their tables."""
+    a, b = FEMALE_VOICE.split("+")
+    assert np.allclose(kokoro.style(FEMALE_VOICE), (kokoro.style(a) + kokoro.style(b)) / 2)
+    pcm = np.concatenate(list(kokoro.synthesize("Hola a todos.", language="es",
+                                                voice=FEMALE_VOICE)))
+    f0 = _median_f0(pcm)
+    assert VOICE_STATS[a].f0_median < f0 < VOICE_STATS[b].f0_median
+    with pytest.raises(ValueError, match="mix"):
+        kokoro.synthesize("Hola.", language="es", voice="jm_kumo+nobody")
+
+
 def test_other_voice_sets_get_the_nearest_voice_by_pitch():
     cloner = DspCloner()
     high, low = profile_of(HIGH_CLIPS[2]), profile_of(LOW_CLIPS[0])  # ~300 Hz, ~113 Hz
-    assert cloner.choose_voice(high, ["jf_tebukuro", "jm_kumo"]) == "jf_tebukuro"
+    assert cloner.choose_voice(high, ["jf_tebukuro", "jf_nezumi"]) == "jf_tebukuro"
+    # the female voice is a mix, offered where both its voices are
+    assert cloner.choose_voice(high, ["jf_tebukuro", "jm_kumo"]) == FEMALE_VOICE
     assert cloner.choose_voice(low, ["jf_nezumi", "jm_kumo"]) == "jm_kumo"
     assert cloner.choose_voice(low, ["jf_nezumi", "jf_alpha"]) in ("jf_nezumi", "jf_alpha")
     assert cloner.choose_voice(low, ["piper_joe"]) is None  # unknown voices: default

@@ -16,6 +16,7 @@ from conftest import clip_path, hear_back, reference
 
 from babelcall.benchmarks.run import to_16k
 from babelcall.engines.voice import DspCloner, PassThrough
+from babelcall.engines.voice.dsp import FEMALE_VOICE, MALE_VOICE
 from babelcall.realtime.replay import replay
 from babelcall.realtime.session import SessionConfig
 
@@ -42,8 +43,8 @@ def _speech(engines, clip: str, cloner, clone: bool) -> np.ndarray:
     return to_16k(res.audio, res.rate)
 
 
-@pytest.mark.parametrize("clip, voice", [("fleurs-en-003", "jf_alpha"),  # a woman, ~208 Hz
-                                         ("fleurs-en-001", "jm_kumo")])  # a man, ~114 Hz
+@pytest.mark.parametrize("clip, voice", [("fleurs-en-003", FEMALE_VOICE),  # a woman, ~208 Hz
+                                         ("fleurs-en-001", MALE_VOICE)])  # a man, ~114 Hz
 def test_cloned_voice_is_heard_as_well_as_the_fixed_voice(engines, clip, voice):
     ref = reference(clip, "en", "es")["tgt_ref"]
     cloner = _Recording()
