@@ -1,6 +1,6 @@
 """Voice ablation: does the cloned voice keep the meaning, and does it sound like the caller?
 
-Each clip is replayed once per voice engine (``--clone off`` / ``dsp`` / ``world``) through the
+Each clip is replayed once per voice engine (``--clone off`` / ``dsp`` / ``praat``) through the
 real session, on the deterministic fast replay (simulated clock, computation-unaware: the
 session's output does not depend on how busy the CPU is, so engines are compared on the same
 text and timing). Per clip and per engine:
@@ -25,7 +25,7 @@ import numpy as np
 from babelcall.benchmarks import measures as M
 from babelcall.benchmarks.run import Clip, hear, speaker_similarity
 
-ENGINES = ("off", "dsp", "world")
+ENGINES = ("off", "dsp", "praat")
 CORPUS_MARGIN = 1.0  # chrF points the corpus may lose to the fixed voice
 CLIP_MARGIN = 3.0  # ... and any one clip
 

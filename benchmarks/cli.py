@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
                    help="also run --soak-sessions callers on a call of this many seconds "
                         "made of the clips, sampling their lag (0: skip)")
     p.add_argument("--soak-sessions", type=int, default=4)
-    p.add_argument("--voice-engines", default="off,dsp,world",
+    p.add_argument("--voice-engines", default="off,dsp,praat",
                    help="voice engines compared in the voice ablation (fast replays), "
                         "comma-separated; 'off' is the fixed-voice baseline")
     p.add_argument("--no-voice-ablation", action="store_true", help="skip the voice ablation")

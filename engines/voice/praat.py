@@ -1,5 +1,5 @@
-"""Voice conversion with Praat (``praat-parselmouth``): its "Change gender" command, i.e.
-resampling to shift the formants, then PSOLA to set the pitch, both as Praat does them.
+"""Voice conversion with Praat (``praat-parselmouth``; ``--clone praat``): its "Change gender"
+command, i.e. resampling to shift the formants, then PSOLA to set the pitch, as Praat does.
 
 The conversion plan (``dsp.Conversion``) is the same as the embedded cloner's: the caller's
 median f0 (the mapping of the base voice's long-term median through ``Conversion.f0``), the

@@ -1,7 +1,7 @@
-"""Voice conversion with the WORLD vocoder (``pyworld``): analysis into f0, spectral envelope
-and aperiodicity, f0 mapped by the plan, the envelope warped on its frequency axis by the
-formant ratio, then resynthesis. The usual analysis/synthesis of voice-conversion research;
-it replaces Kokoro's own excitation with WORLD's."""
+"""Voice conversion with the WORLD vocoder (``pyworld``; the default ``--clone dsp``): analysis
+into f0, spectral envelope and aperiodicity, f0 mapped by the plan, the envelope warped on its
+frequency axis by the formant ratio, then resynthesis. The usual analysis/synthesis of
+voice-conversion research; it replaces Kokoro's own excitation with WORLD's."""
 
 from __future__ import annotations
 
