@@ -36,6 +36,10 @@ def register(sub: Any) -> None:
                    help="also run --soak-sessions callers on a call of this many seconds "
                         "made of the clips, sampling their lag (0: skip)")
     p.add_argument("--soak-sessions", type=int, default=4)
+    p.add_argument("--voice-engines", default="off,dsp,praat",
+                   help="voice engines compared in the voice ablation (fast replays), "
+                        "comma-separated; 'off' is the fixed-voice baseline")
+    p.add_argument("--no-voice-ablation", action="store_true", help="skip the voice ablation")
     engine_args(p, languages=False)
     p.set_defaults(func=cmd_bench)
 
@@ -122,6 +126,12 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         results["soak"] = await R.soak(engines, call, args.source, args.target,
                                        args.soak_sessions)
         call.unlink(missing_ok=True)
+    if not args.no_voice_ablation:
+        from babelcall.benchmarks.ablation import run_ablation
+
+        results["voice_ablation"] = await run_ablation(
+            engines, clips, args.source, args.target,
+            tuple(k.strip() for k in args.voice_engines.split(",") if k.strip()))
     results["cost"].update(R.resources(cpu0, wall0))
     results["markdown"] = markdown(results)
     raw = {"streaming_latencies": [x for s in streaming for x in s.first_audio_ms],

@@ -83,7 +83,7 @@ def score_received(engines: Engines, clip: Clip, records: list[dict[str, Any]],
     score = ClipScore(
         clip.name, sent_s - lead_in_s, first, start_off, end_off, laal,
         M.wer(clip.transcript, source_text), source_text, M.committed_target(recs),
-        hear(engines, audio, rate, target), {}, speaker_similarity(clip, audio, rate))
+        hear(audio, rate, target), {}, speaker_similarity(clip, audio, rate))
     score.heard_after_ms = heard_after(records, onsets)
     score.timings = [{**t, "clip": clip.name}
                      for t in heard_timings(records, pts_arrivals, arrivals)]

@@ -100,7 +100,12 @@ def markdown(results: dict[str, Any]) -> str:
                           f"{_fmt(soak.get('rss_slope_mib_per_min'))} MiB/min (the "
                           "benchmark keeps no events or audio of the soak: this is the "
                           "server's own memory).")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if results.get("voice_ablation"):
+        from babelcall.benchmarks.ablation import markdown as ablation_markdown
+
+        text += ablation_markdown(results["voice_ablation"])
+    return text
 
 
 def waterfall_table(results: dict[str, Any]) -> list[str]:

@@ -82,20 +82,13 @@ def compact(pcm: np.ndarray, rate: int, threshold: float = 0.005, keep_s: float 
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
-def hear(engines: Engines, audio: np.ndarray, rate: int, language: str) -> str:
-    """What a listener's ASR hears in the translated speech (for ASR-BLEU): silences
-    shortened, then read in windows of at most 25 s cut at a pause where possible."""
-    pcm = compact(to_16k(audio, rate), 16000)
-    words: list = []
-    i, win = 0, 16000 * 25
-    while i < len(pcm):
-        end = min(len(pcm), i + win)
-        if end < len(pcm):  # cut at the quietest 20 ms of the window's last 5 s
-            _, rms = frame_rms(pcm[end - 16000 * 5:end], 16000)
-            end = end - 16000 * 5 + int(np.argmin(rms)) * 320 + 160
-        words += engines.asr.transcribe(pcm[i:end], language=language)
-        i = end
-    return join_words(words)
+def hear(audio: np.ndarray, rate: int, language: str) -> str:
+    """What a listener hears in the translated speech (for ASR-BLEU/chrF), by the reference
+    transcriber (``judge.py``: plain faster-whisper, full window, beam 5, VAD), never by the
+    streaming engine under test."""
+    from babelcall.benchmarks.judge import hear as judge_hear
+
+    return judge_hear(audio, rate, language)
 
 
 @dataclass
@@ -137,7 +130,7 @@ def score_stream(engines: Engines, clip: Clip, res: ReplayResult, target: str) -
         clip.name, res.input_s, M.first_audio_latencies(recs), start_off, end_off,
         M.laal(M.text_delays(recs), res.input_s * 1000, len(clip.tgt_ref.split())),
         M.wer(clip.transcript, M.committed_source(recs)), M.committed_source(recs), tgt,
-        hear(engines, res.audio, res.rate, target),
+        hear(res.audio, res.rate, target),
         {k: round(v / max(res.input_s, 1e-9), 3)
          for k, v in res.metrics.get("stage_total_s", {}).items()},
         speaker_similarity(clip, res.audio, res.rate),
@@ -174,7 +167,7 @@ def run_cascade(engines: Engines, clip: Clip, source: str, target: str) -> ClipS
         if first_ms is not None else None
     return ClipScore(clip.name, dur, first, start, end_ms + lag, None,
                      M.wer(clip.transcript, text), text, tgt,
-                     hear(engines, out, engines.tts.sample_rate, target),
+                     hear(out, engines.tts.sample_rate, target),
                      similarity=speaker_similarity(clip, out, engines.tts.sample_rate))
 
 

@@ -11,7 +11,8 @@ Speaker similarity is the cosine of Resemblyzer embeddings (same speaker ~0.87, 
 ~0.50 on this data) between the caller's clip and each output. The added latency is the
 wall time of ``apply`` on the first TTS chunk, since the first audio waits for it (median of
 ``--repeats`` runs per clip). ``--wer`` also checks that the conversion keeps the speech
-intelligible (Whisper base round trip).
+intelligible (round trip, heard by the judge: ``judge.py``). ``babelcall bench`` runs the
+fuller voice ablation (``ablation.py``) through the real session.
 
 Run: ``python -m babelcall.benchmarks.similarity`` (needs resemblyzer: pip install
 torch==2.13.0 && pip install resemblyzer)."""
@@ -100,16 +101,11 @@ def run(eval_dir: Path, *, clips: int = 5, repeats: int = 3, models_dir: str | N
     from babelcall.engines.vad.silero import SileroVad
     from babelcall.engines.voice.dsp import DspCloner
     from babelcall.engines.voice.profile import ProfileBuilder
-    from babelcall.engines.voice.psola import resample
+    from babelcall.engines.voice.sigproc import resample
     from babelcall.realtime.audio import load_file
 
     tts = KokoroSynth("kokoro-82m", models_dir=models_dir)
     vad, cloner = SileroVad(), DspCloner()
-    asr = None
-    if wer:
-        from babelcall.engines.asr.whisper import FasterWhisperAsr
-
-        asr = FasterWhisperAsr("whisper-base", models_dir=models_dir)
     rows: list[Row] = []
     for source, target in PAIRS:
         with open(eval_dir / f"refs-{source}-{target}.jsonl", encoding="utf-8") as f:
@@ -143,9 +139,9 @@ def run(eval_dir: Path, *, clips: int = 5, repeats: int = 3, models_dir: str | N
                       round(similarity(pcm, off16), 4), round(similarity(pcm, on16), 4),
                       round(len(first) / tts.sample_rate, 2), round(ms_first, 1),
                       round(ms_cut, 1), round(cpu_cut, 1))
-            if asr is not None:
-                row.wer_off = _wer(asr, off16, text, target)
-                row.wer_on = _wer(asr, on16, text, target)
+            if wer:
+                row.wer_off = _wer(off16, text, target)
+                row.wer_on = _wer(on16, text, target)
             rows.append(row)
             log(f"{row.clip}: f0 {row.f0_hz:.0f} Hz, voice {voice}: similarity "
                 f"off {row.sim_off:.3f} on {row.sim_on:.3f}; apply {ms_cut:.0f} ms "
@@ -153,18 +149,12 @@ def run(eval_dir: Path, *, clips: int = 5, repeats: int = 3, models_dir: str | N
     return summarize(rows)
 
 
-def _wer(asr: Any, audio16: np.ndarray, text: str, language: str) -> float:
-    import jiwer
+def _wer(audio16: np.ndarray, text: str, language: str) -> float:
+    """Round-trip WER of synthesised ``text``, heard by the judge (not the engine under test)."""
+    from babelcall.benchmarks.judge import judge
+    from babelcall.benchmarks.measures import wer
 
-    from babelcall.realtime.types import join_words
-
-    def norm(s: str) -> str:
-        import re
-
-        return " ".join(re.sub(r"[^\w\s]", " ", s.lower()).split())
-
-    hyp = join_words(asr.transcribe(audio16, language=language))
-    return round(float(jiwer.wer(norm(text), norm(hyp) or "-")), 3)
+    return round(wer(text, judge().transcribe(audio16, language)), 3)
 
 
 def summarize(rows: list[Row]) -> dict[str, Any]:

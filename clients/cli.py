@@ -26,10 +26,11 @@ def engine_args(p: argparse.ArgumentParser, *, languages: bool = True) -> None:
                    help="faster-whisper model directory or name (default: whisper-base)")
     p.add_argument("--tts-model", default="kokoro-82m", help="Kokoro model directory or name")
     p.add_argument("--voice", help="TTS voice name (default: chosen from the speaker's voice)")
-    p.add_argument("--clone", default="dsp", choices=["off", "dsp", "openvoice"],
+    p.add_argument("--clone", default="dsp", choices=["off", "dsp", "praat", "openvoice"],
                    help="speak in the caller's voice: dsp (CPU: nearest voice + pitch, "
-                        "formant and loudness conversion; default), openvoice (neural, GPU, "
-                        "--clone-model DIR), off (a fixed TTS voice)")
+                        "formant and loudness conversion with the WORLD vocoder; default), "
+                        "praat (the same with Praat), openvoice (neural, GPU, --clone-model "
+                        "DIR), off (a fixed TTS voice)")
     p.add_argument("--clone-model", help="voice-conversion model directory or name")
     p.add_argument("--models-dir", help="folder of models (default: $BABELCALL_MODELS or "
                                         "~/.cache/babelcall/models)")

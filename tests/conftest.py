@@ -79,11 +79,18 @@ def engines(asr, kokoro, apertium):
     return Engines(vad=SileroVad(), asr=asr, tts=kokoro, translator=apertium)
 
 
-def transcribe_long(asr, audio: np.ndarray, language: str) -> str:
-    """Transcribe audio of any length in 25 s pieces (the engine reads at most 30 s)."""
-    from babelcall.realtime.types import join_words
+@pytest.fixture(scope="session")
+def judge():
+    """The reference transcriber that scores speech (plain faster-whisper, full window, beam 5,
+    VAD): never babelcall's own streaming engine, which is what is under test."""
+    from babelcall.benchmarks.judge import judge
 
-    words = []
-    for i in range(0, len(audio), 16000 * 25):
-        words += asr.transcribe(audio[i:i + 16000 * 25], language=language)
-    return join_words(words)
+    return judge()
+
+
+def hear_back(audio: np.ndarray, language: str) -> str:
+    """What a listener hears in 16 kHz ``audio`` of any length, by the judge (one model per
+    test session)."""
+    from babelcall.benchmarks.judge import judge
+
+    return judge().transcribe(audio, language)

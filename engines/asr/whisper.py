@@ -27,6 +27,11 @@ FRAMES_PER_SECOND = 100  # mel frames (hop 160)
 FULL_WINDOW_S = 30
 PREPEND_PUNCT = "\"'“¿([{-"
 APPEND_PUNCT = "\"'.。,，!！?？:：”)]}、"
+MAX_PASSES = 4  # decoding passes over one buffer (Whisper's seek loop, bounded)
+MIN_REST_S = 0.5  # a stop this close to the end of the audio is the end
+PROMPT_CHARS = 200  # of the text so far, prompting a continuation pass
+LOOP_UNIT, LOOP_REPEATS = 4, 4  # a unit of up to 4 tokens said 4 times in a row is a loop
+LOOP_SPAN = 8  # ... and so is a run of 8 tokens said twice
 
 
 @dataclass(frozen=True)
@@ -106,34 +111,70 @@ class FasterWhisperAsr:
                          prompts: list[str] | None = None,
                          task: str = "transcribe") -> list[list[Word]]:
         """Several buffers (e.g. of different sessions) in one encoder and decoder pass; they
-        share the language and task because the decoder's start sequence does."""
+        share the language and task because the decoder's start sequence does.
+
+        Like Whisper's own ``transcribe()``, a buffer whose decoding stopped before the end of
+        its audio (at a segment boundary, or with an unfinished last segment) is decoded again
+        from that point, with the text so far as prompt: a single pass lost the last words
+        of long buffers."""
         tokenizer = self._tokenizer(language, task)
         prompts = prompts or [""] * len(audios)
         audios = [np.asarray(a, dtype=np.float32).reshape(-1) for a in audios]
-        out: list[list[Word] | None] = [[] if len(a) < SAMPLE_RATE // 10 else None
-                                        for a in audios]
-        todo = [i for i, r in enumerate(out) if r is None]
+        out: list[list[Word]] = [[] for _ in audios]
+        # index -> (audio still to read, prompt, its offset in the buffer in seconds)
+        todo = {i: (a, prompts[i], 0.0) for i, a in enumerate(audios)
+                if len(a) >= SAMPLE_RATE // 10}
         with self._lock:
-            if self.options.short_window and todo:
-                short = [i for i in todo if len(audios[i]) / SAMPLE_RATE
-                         + self.options.margin_s < FULL_WINDOW_S]
-                for i, words in zip(short, self._decode([audios[i] for i in short], tokenizer,
-                                                        [prompts[i] for i in short], short=True),
-                                    strict=True):
-                    out[i] = words
-            todo = [i for i, r in enumerate(out) if r is None]
-            if todo:
-                clipped = [audios[i][: FULL_WINDOW_S * SAMPLE_RATE] for i in todo]
-                for i, words in zip(todo, self._decode(clipped, tokenizer,
-                                                       [prompts[i] for i in todo], short=False),
-                                    strict=True):
-                    out[i] = words or []
-        return [r or [] for r in out]
+            for _ in range(MAX_PASSES):
+                if not todo:
+                    break
+                idx = list(todo)
+                passes = self._pass([todo[i][0] for i in idx], tokenizer,
+                                    [todo[i][1] for i in idx])
+                nxt = {}
+                for i, (words, resume_s) in zip(idx, passes, strict=True):
+                    audio, prompt, offset = todo[i]
+                    out[i] += [w.shifted(offset) for w in words]
+                    if resume_s is not None and len(audio) / SAMPLE_RATE - resume_s >= MIN_REST_S:
+                        cut = int(resume_s * SAMPLE_RATE)
+                        said = "".join(w.text for w in words)
+                        nxt[i] = (audio[cut:], (prompt + said)[-PROMPT_CHARS:],
+                                  offset + cut / SAMPLE_RATE)
+                todo = nxt
+        return out
+
+    def _pass(self, audios: list[np.ndarray], tokenizer, prompts: list[str]
+              ) -> list[tuple[list[Word], float | None]]:
+        """One decoding pass over each buffer: the short window where it fits and behaves,
+        else the full 30 s one. Per buffer: its words and where decoding stopped early
+        (None: it reached the end)."""
+        out: list[tuple[list[Word], float | None] | None] = [None] * len(audios)
+        todo = list(range(len(audios)))
+        if self.options.short_window:
+            short = [i for i in todo if len(audios[i]) / SAMPLE_RATE
+                     + self.options.margin_s < FULL_WINDOW_S]
+            for i, res in zip(short, self._decode([audios[i] for i in short], tokenizer,
+                                                  [prompts[i] for i in short], short=True),
+                              strict=True):
+                out[i] = res
+        todo = [i for i, r in enumerate(out) if r is None]
+        if todo:
+            clipped = [audios[i][: FULL_WINDOW_S * SAMPLE_RATE] for i in todo]
+            for i, res in zip(todo, self._decode(clipped, tokenizer, [prompts[i] for i in todo],
+                                                 short=False), strict=True):
+                out[i] = res or ([], None)
+            for i in todo:  # the full window reads 30 s: go on after it
+                words, resume = out[i]  # type: ignore[misc]
+                if resume is None and len(audios[i]) > FULL_WINDOW_S * SAMPLE_RATE:
+                    end = words[-1].end if words else 0.0
+                    out[i] = (words, end if end > 1.0 else float(FULL_WINDOW_S))
+        return [r or ([], None) for r in out]
 
     def _decode(self, audios: list[np.ndarray], tokenizer, prompts: list[str], *,
-                short: bool) -> list[list[Word] | None]:
-        """One batched encoder+decoder pass; None for an item whose short window gave a
-        suspicious result (the caller retries it with the full window)."""
+                short: bool) -> list[tuple[list[Word], float | None] | None]:
+        """One batched encoder+decoder pass: per item its words and where the decoder stopped
+        early (see ``_trim``); None for an item whose short window gave a suspicious result
+        (the caller retries it with the full window)."""
         if not audios:
             return []
         model = self._model
@@ -172,7 +213,7 @@ class FasterWhisperAsr:
                     return_scores=True, return_no_speech_prob=True, suppress_blank=True,
                     suppress_tokens=[-1]), strict=True):
                 results[i] = result
-        out: list[list[Word] | None] = []
+        out: list[tuple[list[Word], float | None] | None] = []
         to_align: dict[int, list[int]] = {}
         for i, result in enumerate(results):
             ids = result.sequences_ids[0]
@@ -180,14 +221,14 @@ class FasterWhisperAsr:
             avg_logprob = result.scores[0] if result.scores else 0.0
             if result.no_speech_prob > self.options.no_speech_threshold and \
                     avg_logprob < self.options.log_prob_threshold:
-                out.append([])
+                out.append(([], None))
                 continue
-            text_ids, looped = _trim(ids, tokenizer, durs[i])
+            text_ids, looped, resume = _trim(ids, tokenizer, durs[i])
             if short and ((not text_ids and len(ids) > 2)
-                          or (len(ids) >= max_new[i] and not looped)):
+                          or (len(ids) >= max_new[i] and not looped and resume is None)):
                 out.append(None)  # did not close the segment: let the full window try
                 continue
-            out.append([])
+            out.append(([], resume))
             if text_ids:
                 to_align[i] = text_ids
         if to_align:
@@ -196,7 +237,7 @@ class FasterWhisperAsr:
             sub = encoded if len(idx) == len(audios) else _select(encoded, idx)
             for i, words in zip(idx, _align(model, tokenizer, [to_align[i] for i in idx], sub,
                                             frames, [durs[i] for i in idx]), strict=True):
-                out[i] = words
+                out[i] = (words, out[i][1])  # type: ignore[index]
         return out
 
 
@@ -206,31 +247,75 @@ def _select(encoded: ctranslate2.StorageView, idx: list[int]) -> ctranslate2.Sto
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(arr[idx]))
 
 
-def _trim(ids: list[int], tokenizer, dur: float, n: int = 3) -> tuple[list[int], bool]:
-    """Text tokens of the real transcript, and whether a decoder loop was cut off.
+def _trim(ids: list[int], tokenizer, dur: float) -> tuple[list[int], bool, float | None]:
+    """Text tokens of the real transcript, whether a decoder loop was cut off, and where the
+    decoder stopped before the end of the audio (None: it did not).
 
     In a short window Whisper often does not close the segment: it emits a timestamp at or past
-    the end of the audio and starts the text over. Both are cut here: text after a timestamp
-    beyond the audio, and everything from the start of the first repeated n-gram (walked back
-    over words that repeat case-insensitively, e.g. "However," -> "however,")."""
+    the end of the audio and starts the text over; text after such a timestamp is cut here, and
+    so is a loop (``_loop_start``). Early stops follow Whisper's own seek rule: output that ends
+    on a timestamp pair stopped at that time; a last segment with no closing timestamp is
+    unfinished, dropped and read again from its start; a single closing timestamp means no
+    speech after it."""
+    begin = tokenizer.timestamp_begin
     text: list[int] = []
+    closed = 0  # text tokens up to the end of the last closed segment
+    last_t: float | None = None  # the latest timestamp
+    prev_text = False
+    pair_end = False  # the output ended on two timestamps in a row
+    past_end = False
     for tok in ids:
-        if tok >= tokenizer.timestamp_begin:
-            if text and (tok - tokenizer.timestamp_begin) * 0.02 >= dur - 0.1:
+        if tok >= begin:
+            t = (tok - begin) * 0.02
+            if text and t >= dur - 0.1:
+                past_end = True
                 break
+            if prev_text:
+                closed = len(text)
+                pair_end = False
+            else:
+                pair_end = last_t is not None
+            last_t, prev_text = t, False
             continue
         if tok < tokenizer.eot:
             text.append(tok)
+            prev_text, pair_end = True, False
+    resume: float | None = None
+    if not past_end and last_t is not None:
+        if prev_text and closed > 0:  # an unfinished segment after closed ones
+            text, resume = text[:closed], last_t
+        elif pair_end:
+            resume = last_t
+    cut = _loop_start(text, tokenizer)
+    if cut is not None:
+        return text[:cut], True, None
+    return text, False, resume
+
+
+def _loop_start(text: list[int], tokenizer) -> int | None:
+    """Where a decoder loop starts in ``text``, or None. A loop is a short unit (up to
+    ``LOOP_UNIT`` tokens) said ``LOOP_REPEATS`` times in a row, or a run of ``LOOP_SPAN`` tokens
+    said twice: speech repeats two or three tokens ("de la", a name) often, a whole clause
+    rarely, so shorter repeats are not taken for loops (the trigram rule used before cut
+    real sentences short)."""
+    n = len(text)
+    for j in range(n):
+        for k in range(1, LOOP_UNIT + 1):
+            if j + k * LOOP_REPEATS > n:
+                break
+            unit = text[j:j + k]
+            if all(text[j + m * k:j + (m + 1) * k] == unit for m in range(1, LOOP_REPEATS)):
+                return j + k
     first: dict[tuple[int, ...], int] = {}
-    for j in range(len(text) - n + 1):
-        gram = tuple(text[j: j + n])
+    for j in range(n - LOOP_SPAN + 1):
+        gram = tuple(text[j: j + LOOP_SPAN])
         if gram in first:
             i = first[gram]
             while i > 0 and j > i + 1 and _same_word(tokenizer, text[i - 1], text[j - 1]):
                 i, j = i - 1, j - 1
-            return text[:j], True
+            return j
         first[gram] = j
-    return text, False
+    return None
 
 
 def _same_word(tokenizer, a: int, b: int) -> bool:

@@ -79,7 +79,7 @@ class KokoroSynth:
     def synthesize(self, text: str, *, language: str, voice: str | None = None,
                    speed: float = 1.0) -> Iterator[np.ndarray]:
         """Validate now (so errors reach the caller at the call), then stream the pieces."""
-        style = self._styles[self._check_voice(voice or self.voice)]
+        style = self.style(voice or self.voice)
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise ValueError(f"speed must be within [{MIN_SPEED}, {MAX_SPEED}], got {speed}")
         clauses = self._phonemizer.clauses(text, language)  # UnsupportedLanguage here
@@ -103,11 +103,38 @@ class KokoroSynth:
         })
         return np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
 
+    def style(self, voice: str) -> np.ndarray:
+        """The style table of a shipped voice, or of a weighted mix of them (a voice between
+        them; the voice cloner uses such mixes): ``"jm_kumo+jf_tebukuro"`` is the mean of the
+        two styles, ``"jm_kumo*3+jf_tebukuro"`` three parts of the first to one of the second."""
+        parts = mix_parts(self._check_voice(voice))
+        if len(parts) == 1:
+            return self._styles[voice]
+        total = sum(w for _, w in parts)
+        return (sum(self._styles[v] * w for v, w in parts) / total).astype(np.float32)
+
     def _check_voice(self, voice: str) -> str:
-        if voice not in self._styles:
+        try:
+            unknown = [v for v, _ in mix_parts(voice) if v not in self._styles]
+        except ValueError:
+            unknown = [voice]
+        if unknown or not voice:
             raise ValueError(f"unknown Kokoro voice '{voice}'; available: "
-                             f"{', '.join(self.voices)}")
+                             f"{', '.join(self.voices)} (or a mix, e.g. "
+                             f"'{'+'.join(self.voices[:2])}')")
         return voice
+
+
+def mix_parts(voice: str) -> list[tuple[str, float]]:
+    """``"a*3+b"`` -> ``[("a", 3.0), ("b", 1.0)]`` (a plain voice name is one part)."""
+    parts = []
+    for part in voice.split("+"):
+        name, _, weight = part.partition("*")
+        w = float(weight) if weight else 1.0
+        if not w > 0:
+            raise ValueError(f"voice mix weights must be positive: '{voice}'")
+        parts.append((name, w))
+    return parts
 
 
 def plan(clauses: list[Clause], limit: int = MAX_TOKENS, min_piece: int = MIN_PIECE) -> list[str]:

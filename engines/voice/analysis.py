@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from babelcall.engines.voice import pitch
-from babelcall.engines.voice.psola import resample
+from babelcall.engines.voice.sigproc import resample
 
 LPC_RATE = 10000  # formants F1-F3 lie under 4 kHz; 10 kHz keeps LPC small (order 12)
 LPC_ORDER = 12

@@ -60,7 +60,7 @@ class ResemblyzerEncoder:
     def embed(self, pcm: np.ndarray, rate: int = RATE) -> np.ndarray:
         x = np.asarray(pcm, dtype=np.float32).reshape(-1)
         if rate != RATE:
-            from babelcall.engines.voice.psola import resample
+            from babelcall.engines.voice.sigproc import resample
 
             x = resample(x, round(len(x) * RATE / rate))
         wav = self._preprocess(x, source_sr=RATE)

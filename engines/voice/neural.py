@@ -21,9 +21,10 @@ import numpy as np
 
 from babelcall.engines.models import ENV_VAR, resolve
 from babelcall.engines.models import models_dir as default_models_dir
-from babelcall.engines.voice.dsp import DspCloner, limit
+from babelcall.engines.voice.base import VoiceDecision
+from babelcall.engines.voice.dsp import DspCloner
 from babelcall.engines.voice.profile import VoiceProfile
-from babelcall.engines.voice.psola import resample
+from babelcall.engines.voice.sigproc import limit, resample
 from babelcall.realtime.errors import EngineUnavailable, ModelNotFound
 
 DEFAULT_MODEL = "openvoice-v2"
@@ -69,11 +70,19 @@ class OpenVoiceConverter:
         self._embeddings: dict[object, tuple[object, object]] = {}
         self._lock = threading.Lock()
 
+    def decide(self, profile: VoiceProfile | None,
+               available_voices: Sequence[str]) -> VoiceDecision:
+        """The nearest base voice by pitch, as the DSP cloner picks it (the converter changes
+        the timbre, the base voice still sets the pitch range), always converted once the
+        caller's reference speech is there."""
+        if profile is None or profile.reference is None:
+            return VoiceDecision(None, False, "no reference speech yet")
+        voice = self._voice_choice.nearest_voice(profile, available_voices)
+        return VoiceDecision(voice, True, "converted by OpenVoice V2")
+
     def choose_voice(self, profile: VoiceProfile | None,
                      available_voices: Sequence[str]) -> str | None:
-        """The nearest base voice by pitch, as the DSP cloner picks it: the converter changes
-        the timbre, the base voice still sets the pitch range."""
-        return self._voice_choice.choose_voice(profile, available_voices)
+        return self.decide(profile, available_voices).voice
 
     def apply(self, pcm: np.ndarray, rate: int, profile: VoiceProfile | None, *,
               voice: str | None = None) -> np.ndarray:

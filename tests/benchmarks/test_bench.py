@@ -65,7 +65,15 @@ def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
     assert saved["webrtc"]["chrf"] > 20 and saved["webrtc"]["asr_chrf"] > 15
     assert set(saved["cost"]["stage_rtf"]) >= {"asr", "mt", "tts"}
     assert saved["cost"]["peak_rss_mib"] > 100
+    ablation = saved["voice_ablation"]  # one clip per voice engine, judge-scored
+    assert set(ablation["corpus"]) == {"off", "dsp", "praat"}
+    assert len(ablation["rows"]) == 3
+    for row in ablation["rows"]:
+        assert 0 <= row["asr_chrf"] <= 100 and row["heard_text"]
+        assert row["similarity"] is None or -1 <= row["similarity"] <= 1
+    assert set(ablation["verdict"]) == {"dsp", "praat"}
     table = (tmp_path / "results.md").read_text()
     assert "| BLEU |" in table and "WebRTC loopback" in table and "Janus" in table
+    assert "Voice ablation" in table and "fast replay" in table
     assert (tmp_path / "latency_cdf.png").stat().st_size > 1000
     assert results["markdown"].startswith("### babelcall bench")

@@ -8,7 +8,7 @@ import wave
 import numpy as np
 import pytest
 import sacrebleu
-from conftest import clip_path, reference, transcribe_long
+from conftest import clip_path, hear_back, reference
 
 from babelcall.clients.cli import main
 from babelcall.realtime.audio import load_file, write_wav
@@ -18,11 +18,11 @@ def run_cli(*args):
     return main(["translate", *map(str, args), "-s", "en", "-t", "es", "-q"])
 
 
-def test_translate_fleurs_clip_in_real_time(tmp_path, asr):
+def test_translate_fleurs_clip_in_real_time(tmp_path):
     """The issue's acceptance check, paced in real time as by default."""
     out, log = tmp_path / "x.wav", tmp_path / "events.jsonl"
     assert run_cli(clip_path("fleurs-en-000"), "-o", out, "--events", log) == 0
-    heard = transcribe_long(asr, load_file(out, 16000), "es")
+    heard = hear_back(load_file(out, 16000), "es")
     ref = reference("fleurs-en-000", "en", "es")["tgt_ref"]
     assert sacrebleu.sentence_chrf(heard, [ref]).score > 35, heard
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -55,7 +55,7 @@ def test_missing_file(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
-def test_8khz_stereo_input_is_translated(tmp_path, asr):
+def test_8khz_stereo_input_is_translated(tmp_path):
     mono = load_file(clip_path("fleurs-en-000"), 8000)
     stereo = (np.stack([mono, mono * 0.8], axis=1) * 32767).astype("<i2")
     src = tmp_path / "phone.wav"
@@ -66,7 +66,7 @@ def test_8khz_stereo_input_is_translated(tmp_path, asr):
         w.writeframes(stereo.tobytes())
     out = tmp_path / "o.wav"
     assert run_cli(src, "-o", out, "--fast") == 0
-    heard = transcribe_long(asr, load_file(out, 16000), "es")
+    heard = hear_back(load_file(out, 16000), "es")
     ref = reference("fleurs-en-000", "en", "es")["tgt_ref"]
     assert sacrebleu.sentence_chrf(heard, [ref]).score > 30, heard
 

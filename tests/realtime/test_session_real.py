@@ -4,7 +4,7 @@ import asyncio
 
 import numpy as np
 import sacrebleu
-from conftest import clip_path, reference, transcribe_long
+from conftest import clip_path, hear_back, reference
 
 from babelcall.realtime.audio import Resampler, frame_from_array
 from babelcall.realtime.replay import replay
@@ -17,7 +17,7 @@ def to_16k(pcm: np.ndarray, rate: int) -> np.ndarray:
     return np.concatenate([r.push(frame_from_array(pcm, rate)), r.flush()])
 
 
-def test_english_clip_becomes_spanish_speech_about_the_same_thing(engines, asr):
+def test_english_clip_becomes_spanish_speech_about_the_same_thing(engines):
     result = asyncio.run(replay(engines, SessionConfig("en", "es"),
                                 clip_path("fleurs-en-000"), fast=True))
     events = result.events
@@ -27,7 +27,7 @@ def test_english_clip_becomes_spanish_speech_about_the_same_thing(engines, asr):
     target = "".join(e.committed for e in events if isinstance(e, Translation))
     assert sacrebleu.sentence_chrf(target, [ref["tgt_ref"]]).score > 35
     # The audio on the output timeline, heard back by Whisper, is Spanish on the same topic.
-    heard = transcribe_long(asr, to_16k(result.audio, result.rate), "es")
+    heard = hear_back(to_16k(result.audio, result.rate), "es")
     assert sacrebleu.sentence_chrf(heard, [ref["tgt_ref"]]).score > 35
     # Streaming, not dubbing: translated audio starts before the source clip ends.
     first_audio = next(e for e in events if isinstance(e, SynthAudio))
@@ -36,7 +36,7 @@ def test_english_clip_becomes_spanish_speech_about_the_same_thing(engines, asr):
     assert len(result.audio) / result.rate >= result.input_s
 
 
-def test_spanish_to_english_through_whisper_translation(engines, asr):
+def test_spanish_to_english_through_whisper_translation(engines):
     from babelcall.engines.registry import Engines
 
     whisper_mt = Engines(vad=engines.vad, asr=engines.asr, tts=engines.tts, translator=None)
@@ -45,5 +45,5 @@ def test_spanish_to_english_through_whisper_translation(engines, asr):
     ref = reference("fleurs-es-000", "es", "en")
     target = "".join(e.committed + " " for e in result.events if isinstance(e, Translation))
     assert sacrebleu.sentence_chrf(target, [ref["tgt_ref"]]).score > 35
-    heard = transcribe_long(asr, to_16k(result.audio, result.rate), "en")
+    heard = hear_back(to_16k(result.audio, result.rate), "en")
     assert sacrebleu.sentence_chrf(heard, [ref["tgt_ref"]]).score > 30

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import sacrebleu
-from conftest import reference, transcribe_long
+from conftest import hear_back, reference
 from transport_utils import clip_track, compact, speech_seconds, to_16k, until
 
 from babelcall.realtime.budget import LatencyBudget
@@ -70,7 +70,7 @@ def _said(rec, kind: str = "translation") -> str:
     return " ".join(r["committed"] for r in rec.captions if r.get("type") == kind)
 
 
-def test_bot_interprets_a_room_both_ways(janus, engines, asr):
+def test_bot_interprets_a_room_both_ways(janus, engines):
     """Ana speaks English, Luis Spanish, at the same time; a third participant hears each in
     the other's language on the bot's feeds and reads their captions; leaving frees."""
     config = BotConfig(source="en", target="es", languages={"ana": "en", "Luis": "es"})
@@ -118,7 +118,7 @@ def test_bot_interprets_a_room_both_ways(janus, engines, asr):
     voiced = " ".join(r["text"] for r in to_es.captions
                       if r["type"] == "synth_audio" and r.get("seq", 0) == 0)
     skipped = [r["text"] for r in to_es.captions if r["type"] == "speech_skipped"]
-    heard = transcribe_long(asr, compact(es, 16000), "es")
+    heard = hear_back(compact(es, 16000), "es")
     chrf = sacrebleu.sentence_chrf(heard, [ref["tgt_ref"]]).score
     print(f"\nAna → es through Janus: chrF {chrf:.1f} against the reference: {heard}"
           f"\n  voiced: {voiced}\n  not voiced (overload): {skipped}")
@@ -135,7 +135,7 @@ def test_bot_interprets_a_room_both_ways(janus, engines, asr):
     assert {r["language"] for r in to_es.captions if r["type"] == "translation"} == {"es"}
     assert sacrebleu.sentence_chrf(_said(to_es, "transcript"), [ref["src_ref"]]).score > 50
     said_en = _said(to_en)
-    heard_en = transcribe_long(asr, compact(to_16k(to_en.audio, 48000), 16000), "en")
+    heard_en = hear_back(compact(to_16k(to_en.audio, 48000), 16000), "en")
     assert said_en and sacrebleu.sentence_chrf(heard_en, [said_en]).score > 40, \
         (heard_en, said_en)
     assert any(w in said_en.lower() for w in ("looks", "sense", "seems")), said_en

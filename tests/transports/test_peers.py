@@ -7,7 +7,7 @@ import time
 
 import pytest
 import sacrebleu
-from conftest import reference, transcribe_long
+from conftest import hear_back, reference
 from transport_utils import (
     clip_track,
     compact,
@@ -29,7 +29,7 @@ CALLS = {  # name: (clip, source, target, seconds of it)
 }
 
 
-def test_three_callers_a_viewer_and_one_that_vanishes(engines, asr):
+def test_three_callers_a_viewer_and_one_that_vanishes(engines):
     t0 = time.monotonic()
 
     def log(what):
@@ -91,7 +91,7 @@ def test_three_callers_a_viewer_and_one_that_vanishes(engines, asr):
         assert sorted((voiced + " " + skipped).split()) == sorted(said[name].split()), name
         audio = to_16k(caller.audio, 48000)
         assert speech_seconds(audio, 16000) > 0.5, name
-        heard = transcribe_long(asr, compact(audio, 16000), CALLS[name][2])
+        heard = hear_back(compact(audio, 16000), CALLS[name][2])
         own = sacrebleu.sentence_chrf(heard, [voiced]).score
         others = max(sacrebleu.sentence_chrf(heard, [t]).score for n, t in said.items()
                      if n != name)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 import sacrebleu
-from conftest import transcribe_long
+from conftest import hear_back
 from transport_utils import clip_track, compact, running_server, speech_seconds, to_16k, until
 
 from babelcall.clients.call import Caller
@@ -23,7 +23,7 @@ def _heard_from(caller: Caller, speaker: str) -> bool:
     return any(r["type"] == "audio_out" and r.get("speaker") == speaker for r in caller.records)
 
 
-def test_two_way_call_in_a_room(engines, asr):
+def test_two_way_call_in_a_room(engines):
     async def main():
         async with running_server(engines) as srv:
             hub = srv.hub
@@ -64,7 +64,7 @@ def test_two_way_call_in_a_room(engines, asr):
         said = _said(listener, speaker)
         voiced = " ".join(r["text"] for r in listener.records if r["type"] == "synth_audio"
                           and r.get("speaker") == speaker and r.get("seq", 0) == 0)
-        heard = transcribe_long(asr, compact(to_16k(listener.audio, 48000), 16000), lang)
+        heard = hear_back(compact(to_16k(listener.audio, 48000), 16000), lang)
         assert said and voiced, (lang, said)
         assert sacrebleu.sentence_chrf(heard, [voiced]).score > 40, (lang, heard, voiced)
     assert _said(a, a_id) and _said(b, b_id)

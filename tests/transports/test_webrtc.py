@@ -7,7 +7,7 @@ import json
 
 import pytest
 import sacrebleu
-from conftest import clip_path, reference, transcribe_long
+from conftest import clip_path, hear_back, reference
 from transport_utils import compact, server_thread, speech_seconds
 
 from babelcall.clients.cli import main
@@ -16,7 +16,7 @@ from babelcall.realtime.audio import load_file
 pytestmark = pytest.mark.timeout(240)
 
 
-def test_call_command_translates_a_clip_over_whip(engines, asr, tmp_path):
+def test_call_command_translates_a_clip_over_whip(engines, tmp_path):
     out, captions = tmp_path / "out.wav", tmp_path / "captions.jsonl"
     with server_thread(engines, token="s3cret") as (url, hub):
         code = main(["call", str(clip_path("fleurs-en-000")), "--server", url, "-s", "en",
@@ -27,7 +27,7 @@ def test_call_command_translates_a_clip_over_whip(engines, asr, tmp_path):
     audio = load_file(out, 16000)
     assert len(audio) / 16000 >= 10.6  # the whole call, silence included
     assert speech_seconds(audio, 16000) > 2.0
-    heard = transcribe_long(asr, compact(audio, 16000), "es")
+    heard = hear_back(compact(audio, 16000), "es")
     ref = reference("fleurs-en-000", "en", "es")["tgt_ref"]
     assert sacrebleu.sentence_chrf(heard, [ref]).score > 30, heard
 

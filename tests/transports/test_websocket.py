@@ -8,7 +8,7 @@ import aiohttp
 import numpy as np
 import pytest
 import sacrebleu
-from conftest import load_clip, reference, transcribe_long
+from conftest import hear_back, load_clip, reference
 from transport_utils import compact, running_server, speech_seconds, to_16k, until
 
 pytestmark = pytest.mark.timeout(180)
@@ -36,7 +36,7 @@ async def _session(ws, pcm16: bytes, rate: int, pace: float) -> tuple[dict, list
     return ready, records, bytes(audio), ws.close_code
 
 
-def test_websocket_translates_pcm16_and_drains_on_end(engines, asr):
+def test_websocket_translates_pcm16_and_drains_on_end(engines):
     clip = (load_clip("fleurs-en-000", 16000) * 32767).astype("<i2").tobytes()
 
     async def main():
@@ -58,7 +58,7 @@ def test_websocket_translates_pcm16_and_drains_on_end(engines, asr):
     pcm = np.frombuffer(audio, "<i2").astype(np.float32) / 32767
     spoken = sum(r["duration_ms"] for r in records if r["type"] == "synth_audio") / 1000
     assert len(pcm) / 24000 == pytest.approx(spoken, abs=0.05)  # all the speech, no padding
-    heard = transcribe_long(asr, compact(to_16k(pcm, 24000), 16000), "es")
+    heard = hear_back(compact(to_16k(pcm, 24000), 16000), "es")
     ref = reference("fleurs-en-000", "en", "es")["tgt_ref"]
     assert sacrebleu.sentence_chrf(heard, [ref]).score > 30, heard
 

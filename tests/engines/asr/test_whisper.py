@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import clip_path, load_clip, normalize
 
-from babelcall.engines.asr.whisper import FasterWhisperAsr, WhisperOptions
+from babelcall.engines.asr.whisper import FasterWhisperAsr, WhisperOptions, _trim
 from babelcall.realtime.errors import ModelNotFound, UnsupportedLanguage
 from babelcall.realtime.types import join_words
 
@@ -75,3 +75,67 @@ def test_batch_equals_one_by_one(asr):
     assert batch[3] == []
     assert [w.text for w in batch[0]] == [w.text for w in asr.transcribe(clips[0], language="en")]
     assert all(batch[i] for i in range(3))
+
+
+class _Tokens:
+    """Token ids for ``_trim``: text tokens are < 100 (``words[id]``), 100 is end of text,
+    timestamps start at 1000 (``ts(t)``), as in Whisper's vocabulary order."""
+
+    eot, timestamp_begin = 100, 1000
+    words = {i: f" w{i}" for i in range(100)}
+
+    def decode(self, ids):
+        return "".join(self.words[i] for i in ids)
+
+    @staticmethod
+    def ts(t):
+        return 1000 + round(t / 0.02)
+
+
+@pytest.mark.parametrize("ids, dur, text, looped, resume", [
+    # closed segment, single timestamp at the end: no speech after it
+    ([_Tokens.ts(0), 1, 2, 3, _Tokens.ts(4.0)], 9.0, [1, 2, 3], False, None),
+    # stopped on a timestamp pair well before the end: read again from there
+    ([_Tokens.ts(0), 1, 2, _Tokens.ts(5.7), _Tokens.ts(5.7)], 8.3, [1, 2], False, 5.7),
+    # (so does a pair near the end: the caller reads on only if MIN_REST_S is left)
+    ([_Tokens.ts(0), 1, 2, _Tokens.ts(8.0), _Tokens.ts(8.0)], 8.3, [1, 2], False, 8.0),
+    # an unfinished last segment is dropped and read again from its start
+    ([_Tokens.ts(0), 1, 2, _Tokens.ts(7.2), _Tokens.ts(7.2), 3, 4, _Tokens.ts(20.08), 5],
+     23.4, [1, 2, 3, 4], False, 20.08),
+    # a timestamp past the audio then text: the decoder starts over; cut, nothing to resume
+    ([_Tokens.ts(0), 1, 2, 3, _Tokens.ts(6.0), 1, 2, 3], 6.0, [1, 2, 3], False, None),
+    # speech that repeats two or three tokens is kept whole (the old trigram rule cut it)
+    ([_Tokens.ts(0), 7, 8, 9, 1, 2, 3, 4, 7, 8, 9, 5, 6, _Tokens.ts(9.0)], 10.0,
+     [7, 8, 9, 1, 2, 3, 4, 7, 8, 9, 5, 6], False, None),
+    # a unit said four times in a row is a loop
+    ([_Tokens.ts(0), 1, 2, 3, 4, 3, 4, 3, 4, 3, 4], 10.0, [1, 2, 3, 4], True, None),
+    # so is a run of eight tokens said twice (the text started over)
+    ([_Tokens.ts(0), *range(1, 11), *range(1, 9)], 10.0, list(range(1, 11)), True, None),
+])
+def test_trim_keeps_speech_and_says_where_decoding_stopped(ids, dur, text, looped, resume):
+    got_text, got_looped, got_resume = _trim(ids, _Tokens(), dur)
+    assert got_text == text and got_looped == looped
+    assert got_resume == (pytest.approx(resume) if resume is not None else None)
+
+
+def _buffer(spec):
+    """``lang-i`` (a clip) or ``lang-i+j`` (two clips, 0.25 s apart), at most 25 s."""
+    lang, parts = spec.split("-")
+    clips = [load_clip(f"fleurs-{lang}-00{p}") for p in parts.split("+")]
+    gap = np.zeros(4000, dtype=np.float32)
+    pcm = np.concatenate([x for c in clips for x in (c, gap)][:-1])
+    return lang, pcm[: 16000 * 25]
+
+
+# Real speech of 8-25 s on which the single-pass short window lost its last 3-14 words:
+# the decoder stopped at a segment boundary (fr-2, pt-0+1), in an unfinished segment (fr-1),
+# or the trigram rule cut a sentence that says "de aprendizado" twice (pt-4, pt-1).
+@pytest.mark.parametrize("spec", ["fr-2", "fr-1", "pt-1", "pt-4", "pt-0+1", "es-0+1"])
+def test_long_buffers_keep_their_last_words(asr, judge, spec):
+    lang, pcm = _buffer(spec)
+    assert 5 <= len(pcm) / 16000 <= 25
+    ours = normalize(join_words(asr.transcribe(pcm, language=lang))).split()
+    full = normalize(judge.transcribe(pcm, lang)).split()
+    assert len(ours) >= 0.85 * len(full)
+    # the full-window transcript's last words are at the end of ours (spelling may differ)
+    assert sum(w in ours[-10:] for w in full[-4:]) >= 2, (ours[-10:], full[-4:])

@@ -11,7 +11,13 @@ import pytest
 
 from babelcall.engines.voice import PassThrough, VoiceCloner, load_cloner, pitch
 from babelcall.engines.voice.delivery import RATE_BOUNDS, match_loudness, rate_factor
-from babelcall.engines.voice.dsp import FEMALE_VOICE, MALE_VOICE, VOICE_STATS, DspCloner
+from babelcall.engines.voice.dsp import (
+    FEMALE_VOICE,
+    FEMALE_VOICES,
+    MALE_VOICE,
+    VOICE_STATS,
+    DspCloner,
+)
 from babelcall.engines.voice.profile import VoiceProfile
 
 from .conftest import HIGH_CLIPS, LOW_CLIPS, profile_of
@@ -34,6 +40,7 @@ def test_cloners_follow_the_protocol():
     assert isinstance(PassThrough(), VoiceCloner)
     assert isinstance(load_cloner("off"), PassThrough)
     assert isinstance(load_cloner("dsp"), DspCloner)
+    assert load_cloner("praat").name == "praat"
     with pytest.raises(ValueError, match="dsp"):
         load_cloner("magic")
 
@@ -46,7 +53,11 @@ def test_every_kokoro_voice_has_reference_figures():
 @pytest.mark.parametrize("name", LOW_CLIPS + HIGH_CLIPS)
 def test_base_voice_follows_the_caller_pitch(name):
     voice = DspCloner().choose_voice(profile_of(name), KOKORO_VOICES)
-    assert voice == (MALE_VOICE if name in LOW_CLIPS else FEMALE_VOICE)
+    if name in LOW_CLIPS:
+        assert voice == MALE_VOICE
+    else:  # the most intelligible female voice the caller's pitch can safely be moved to
+        assert voice in FEMALE_VOICES
+        assert DspCloner().decide(profile_of(name), KOKORO_VOICES).convert
 
 
 def test_no_profile_keeps_the_default_voice_and_the_audio(tts_speech):
@@ -59,19 +70,38 @@ def test_no_profile_keeps_the_default_voice_and_the_audio(tts_speech):
     assert len(cloner.apply(empty, RATE, profile_of(LOW_CLIPS[0]), voice=MALE_VOICE)) == 0
 
 
+def test_kokoro_speaks_a_mix_of_its_voices(kokoro):
+    """The female base voices are mixes of two Kokoro styles: weighted means of their tables,
+    speaking between the two."""
+    a, b = "jm_kumo", "jf_tebukuro"
+    assert np.allclose(kokoro.style(f"{a}+{b}"), (kokoro.style(a) + kokoro.style(b)) / 2)
+    assert np.allclose(kokoro.style(f"{a}*3+{b}"), (3 * kokoro.style(a) + kokoro.style(b)) / 4)
+    pcm = np.concatenate(list(kokoro.synthesize("Hola a todos, buenos días.", language="es",
+                                                voice=FEMALE_VOICE)))
+    f0 = _median_f0(pcm)
+    assert VOICE_STATS[a].f0_median < f0 < VOICE_STATS[b].f0_median
+    for bad in ("jm_kumo+nobody", "jm_kumo*0+jf_alpha", "jm_kumo*x"):
+        with pytest.raises(ValueError, match="mix"):
+            kokoro.synthesize("Hola.", language="es", voice=bad)
+
+
 def test_other_voice_sets_get_the_nearest_voice_by_pitch():
     cloner = DspCloner()
     high, low = profile_of(HIGH_CLIPS[2]), profile_of(LOW_CLIPS[0])  # ~300 Hz, ~113 Hz
-    assert cloner.choose_voice(high, ["jf_tebukuro", "jm_kumo"]) == "jf_tebukuro"
+    assert cloner.choose_voice(high, ["jf_tebukuro", "jf_nezumi"]) == "jf_tebukuro"
+    # the female voice is a mix, offered where both its voices are
+    assert cloner.choose_voice(high, ["jf_tebukuro", "jm_kumo"]) in FEMALE_VOICES
     assert cloner.choose_voice(low, ["jf_nezumi", "jm_kumo"]) == "jm_kumo"
     assert cloner.choose_voice(low, ["jf_nezumi", "jf_alpha"]) in ("jf_nezumi", "jf_alpha")
     assert cloner.choose_voice(low, ["piper_joe"]) is None  # unknown voices: default
 
 
-@pytest.mark.parametrize("name", [LOW_CLIPS[0], LOW_CLIPS[1], HIGH_CLIPS[0], HIGH_CLIPS[2]])
-def test_conversion_moves_f0_to_the_caller_and_keeps_length_and_range(name, tts_speech):
+@pytest.mark.parametrize("kind, name", [
+    ("dsp", LOW_CLIPS[0]), ("dsp", LOW_CLIPS[1]), ("dsp", HIGH_CLIPS[0]), ("dsp", HIGH_CLIPS[2]),
+    ("praat", LOW_CLIPS[0]), ("praat", HIGH_CLIPS[0])])
+def test_conversion_moves_f0_to_the_caller_and_keeps_length_and_range(kind, name, tts_speech):
     prof = profile_of(name)
-    cloner = DspCloner()
+    cloner = load_cloner(kind)
     voice = cloner.choose_voice(prof, KOKORO_VOICES)
     pcm = tts_speech(voice)
     out = cloner.apply(pcm, RATE, prof, voice=voice)
@@ -80,6 +110,27 @@ def test_conversion_moves_f0_to_the_caller_and_keeps_length_and_range(name, tts_
     assert np.all(np.abs(out) <= 1.0)
     before, after = _median_f0(pcm), _median_f0(out)
     assert _octaves(after, prof.f0_median) < 0.1 + 0.5 * _octaves(before, prof.f0_median)
+
+
+def test_unsafe_conversion_falls_back_to_the_nearest_voice_and_says_so(tts_speech):
+    """A caller whose pitch is too far from the nearest base voice (a 190 Hz voice with a
+    man's formants: jm_kumo, twice its pitch) hears that voice unconverted, and the decision
+    says why; the same caller at their own pitch is converted."""
+    cloner = DspCloner()
+    prof = profile_of(LOW_CLIPS[0])
+    near = cloner.decide(prof, KOKORO_VOICES)
+    assert (near.voice, near.convert) == (MALE_VOICE, True) and "converted" in near.reason
+    far = replace(prof, f0_median=190.0, f0_p10=160.0, f0_p90=230.0,
+                  formants=(400.0, 1400.0, 2500.0))
+    decision = cloner.decide(far, KOKORO_VOICES)
+    assert decision.voice == MALE_VOICE == cloner.choose_voice(far, KOKORO_VOICES)
+    assert not decision.convert and "not converted" in decision.reason
+    assert "190 Hz" in decision.reason
+    pcm = tts_speech(MALE_VOICE)
+    assert cloner.apply(pcm, RATE, far, voice=MALE_VOICE) is pcm
+    assert cloner.apply(pcm, RATE, prof, voice=MALE_VOICE) is not pcm
+    assert not PassThrough().decide(prof, KOKORO_VOICES).convert
+    assert not cloner.decide(None, KOKORO_VOICES).convert
 
 
 def test_intonation_contour_is_kept(tts_speech):
@@ -101,10 +152,16 @@ def test_intonation_contour_is_kept(tts_speech):
 
 
 def test_two_speakers_never_swap(tts_speech):
-    """Two callers' profiles applied to the same TTS audio each pull f0 towards their own."""
+    """Two callers' profiles applied to the same TTS audio each pull f0 towards their own
+    (two men on the male voice, two women on the female one: within the safe shift)."""
     cloner = DspCloner()
-    low, high = profile_of(LOW_CLIPS[0]), profile_of(HIGH_CLIPS[0])
-    for voice in (MALE_VOICE, FEMALE_VOICE):
+    man = profile_of(LOW_CLIPS[0])
+    higher_man = replace(man, f0_median=man.f0_median * 1.4, f0_p10=man.f0_p10 * 1.4,
+                         f0_p90=man.f0_p90 * 1.4)
+    pairs = {MALE_VOICE: (man, higher_man),
+             "jm_kumo+jf_tebukuro": (profile_of(HIGH_CLIPS[0]), profile_of(HIGH_CLIPS[2]))}
+    for voice, (low, high) in pairs.items():
+        assert cloner.decide(low, KOKORO_VOICES).convert
         pcm = tts_speech(voice)
         base = _median_f0(pcm)
         out_low = _median_f0(cloner.apply(pcm, RATE, low, voice=voice))
@@ -134,12 +191,13 @@ def test_speaking_rate_sets_tts_speed():
     assert rate_factor(None, "en") == 1.0
     assert rate_factor(prof, "en") == 1.0  # rate not measured yet
     assert rate_factor(replace(prof, speaking_rate=3.0), "en") == pytest.approx(1.0)
-    assert rate_factor(replace(prof, speaking_rate=3.3), "en") == pytest.approx(1.1)
-    assert rate_factor(replace(prof, speaking_rate=9.0), "en") == RATE_BOUNDS[1]
+    assert rate_factor(replace(prof, speaking_rate=2.7), "en") == pytest.approx(0.9)
+    # A fast caller never makes the voice faster than its own pace: that cost words.
+    assert rate_factor(replace(prof, speaking_rate=9.0), "en") == RATE_BOUNDS[1] == 1.0
     assert rate_factor(replace(prof, speaking_rate=1.0), "en") == RATE_BOUNDS[0]
     # The TTS voice's own pace at speed 1 is taken into account when known.
-    assert rate_factor(replace(prof, speaking_rate=3.0), "en", tts_wps=2.4) == \
-        pytest.approx(2.7 / 2.4)
+    assert rate_factor(replace(prof, speaking_rate=3.0), "en", tts_wps=2.9) == \
+        pytest.approx(2.7 / 2.9)
 
 
 def test_first_chunk_costs_little_cpu(tts_speech):

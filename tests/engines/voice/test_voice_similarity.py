@@ -10,7 +10,7 @@ import pytest
 from conftest import load_clip
 
 from babelcall.engines.voice.dsp import MALE_VOICE, DspCloner
-from babelcall.engines.voice.psola import resample
+from babelcall.engines.voice.sigproc import resample
 
 from .conftest import profile_of
 
