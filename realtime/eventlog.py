@@ -14,6 +14,7 @@ from babelcall.realtime.types import (
     SynthAudio,
     Transcript,
     Translation,
+    VoiceChosen,
     join_words,
 )
 
@@ -50,6 +51,8 @@ def event_record(ev: Event, *, origin_ns: int, arrival_ns: int,
             rec["play_latency_ms"] = round((play_start_ns - arrival_ns) / 1e6, 1)
     elif isinstance(ev, SpeechSkipped):
         rec.update(text=ev.text, behind_s=round(ev.behind_s, 2))
+    elif isinstance(ev, VoiceChosen):
+        rec.update(voice=ev.voice, converted=ev.converted, reason=ev.reason)
     elif isinstance(ev, StageError):
         rec.update(stage=ev.stage, message=ev.message)
     return rec

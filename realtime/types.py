@@ -130,6 +130,21 @@ class SpeechSkipped:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceChosen:
+    """The voice the translation speaks with, from this phrase on: ``voice`` (None: the
+    session's default), whether it is converted towards the caller's, and why not when it
+    is not (no profile yet, a conversion that would cost intelligibility...)."""
+
+    utt: int
+    src: Span
+    wall_ns: int
+    voice: str | None
+    converted: bool
+    reason: str
+    kind: str = field(default="voice", init=False)
+
+
+@dataclass(frozen=True, slots=True)
 class PhraseTiming:
     """How the clause that carries the phrase's last word reached the speaker's output: the
     wall time of each hop the session saw (names in ``realtime/waterfall.py``). A sink adds
@@ -144,4 +159,4 @@ class PhraseTiming:
 
 
 Event = (SpeechStarted | SpeechEnded | Transcript | Translation | SynthAudio | StageError
-         | SpeechSkipped | PhraseTiming)
+         | SpeechSkipped | PhraseTiming | VoiceChosen)

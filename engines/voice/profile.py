@@ -108,6 +108,11 @@ class ProfileBuilder:
         return self._buffered / self.rate
 
     @property
+    def heard_enough(self) -> bool:
+        """Enough speech for a first analysis (it may still find no voiced frames)."""
+        return self._buffered >= self._min
+
+    @property
     def complete(self) -> bool:
         """True once the analysis cap is reached: later audio is ignored."""
         return self._buffered >= self._max

@@ -27,7 +27,7 @@ from babelcall.realtime.policy import merge_waiting, skip_voice, speech_speed
 from babelcall.realtime.scheduler import CallTrace
 from babelcall.realtime.stages.base import END, Context, Flow, Stage, span
 from babelcall.realtime.stages.translate import TargetText
-from babelcall.realtime.types import PhraseTiming, Span, SpeechSkipped, SynthAudio
+from babelcall.realtime.types import PhraseTiming, Span, SpeechSkipped, SynthAudio, VoiceChosen
 from babelcall.realtime.waterfall import hops_ms
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class SpeakStage(Stage):
         self._clauses = itertools.count(1)
         self._latest: dict[int, tuple[int, dict[str, int]]] = {}  # utt -> its latest clause
         self._spec: _Speculation | None = None
+        self._said_voice: tuple[str | None, bool, str] | None = None
 
     def coalesce(self) -> bool:
         """Far behind, voice everything that waits as one; otherwise clause by clause."""
@@ -184,6 +185,10 @@ class SpeakStage(Stage):
         now (nothing committed waits, so the TTS lane would otherwise idle)."""
         if not self.ctx.config.speculate or not latest.draft.strip():
             return
+        builder = self.ctx.profile
+        if self._phrase_voice[0] != latest.utt and builder is not None \
+                and not builder.heard_enough:
+            return  # the phrase's voice would be fixed before the speaker can be cloned
         preview = self.cutter.preview(latest.draft, final=True)
         if not preview:
             return
@@ -236,9 +241,10 @@ class SpeakStage(Stage):
             return ctx.clock.now_ns() + int(ctx.backlog_s * 1e9) + ctx.budget.tts_share_ns()
         return ctx.deadline("tts", src.end, final=True)
 
-    async def _voice_for(self, utt: int, deadline_ns: int
+    async def _voice_for(self, utt: int, src: Span, deadline_ns: int
                          ) -> tuple[VoiceProfile | None, str | None]:
-        """Profile and base voice for a phrase, fixed at its first piece."""
+        """Profile and base voice for a phrase, fixed at its first piece; a change of voice
+        (or of why it is not converted) is said in a VoiceChosen event."""
         if self._phrase_voice[0] != utt:
             ctx = self.ctx
             profile, voice = None, ctx.config.voice
@@ -247,8 +253,12 @@ class SpeakStage(Stage):
                 profile = await ctx.timed("voice", ctx.scheduler.analyse(
                     lambda: builder.profile, deadline_ns=deadline_ns))
                 engines = ctx.scheduler.engines
-                voice = engines.cloner.choose_voice(
-                    profile, getattr(engines.tts, "voices", ())) or voice
+                decision = engines.cloner.decide(profile, getattr(engines.tts, "voices", ()))
+                voice = decision.voice or voice
+                said = (voice, decision.convert, decision.reason)
+                if said != self._said_voice:
+                    self._said_voice = said
+                    ctx.emit(VoiceChosen(utt, src, ctx.clock.now_ns(), *said))
             self._phrase_voice = (utt, profile, voice)
         return self._phrase_voice[1], self._phrase_voice[2]
 
@@ -293,7 +303,7 @@ class SpeakStage(Stage):
         ctx = self.ctx
         utt, src = made.piece.utt, made.piece.src
         deadline = self._deadline(utt, src)
-        profile, voice = await self._voice_for(utt, deadline)
+        profile, voice = await self._voice_for(utt, src, deadline)
         speed = speech_speed(ctx.config.speed, rate_factor(profile, ctx.config.target),
                              ctx.backlog_s, ctx.budget)
         ctx.stats.speed = speed

@@ -30,10 +30,10 @@ class _Recording(DspCloner):
         super().__init__()
         self.chosen: list[str | None] = []
 
-    def choose_voice(self, profile, available_voices):
-        voice = super().choose_voice(profile, available_voices)
-        self.chosen.append(voice)
-        return voice
+    def decide(self, profile, available_voices):
+        decision = super().decide(profile, available_voices)
+        self.chosen.append(decision.voice)
+        return decision
 
 
 def _speech(engines, clip: str, cloner, clone: bool) -> np.ndarray:

@@ -113,3 +113,19 @@ def test_speech_hopelessly_behind_is_captioned_not_voiced_and_recovers():
     assert " ".join(e.text for e in skipped).split() == committed[0].split()
     assert voiced and {e.utt for e in voiced} == {1}  # voiced again once caught up
     assert session.metrics()["skipped"] == len(skipped)
+
+
+def test_the_voice_and_why_it_is_not_converted_are_said_once():
+    """The cloner's decision reaches the events (here cloning is off in the engines, so the
+    fixed voice speaks); it is said again only when it changes."""
+    async def go():
+        session = Session(fake_scheduler(fake_engines()), SessionConfig("en", "es"))
+        session.start()
+        feed(session, tone_phrases(1.5, 1.5))
+        return await finish(session)
+
+    events = asyncio.run(go())
+    chosen = [e for e in events if e.kind == "voice"]
+    assert len(chosen) == 1 and not chosen[0].converted
+    assert chosen[0].reason == "voice cloning off"
+    assert any(isinstance(e, SynthAudio) for e in events)
