@@ -46,16 +46,16 @@ def test_catchup_speed_rises_with_backlog_and_is_capped(backlog, speed):
 
 def test_by_default_catchup_starts_with_the_first_audio_waiting():
     assert catchup_speed(0.0, LatencyBudget()) == 1.0
-    assert catchup_speed(1.0, LatencyBudget()) == pytest.approx(1.175)
-    assert catchup_speed(9.0, LatencyBudget()) == pytest.approx(1.35)
+    assert catchup_speed(1.0, LatencyBudget()) == pytest.approx(1.1)
+    assert catchup_speed(9.0, LatencyBudget()) == pytest.approx(1.2)
 
 
 def test_speech_speed_combines_pace_and_catchup_under_a_cap():
     b = LatencyBudget()
     assert speech_speed(1.0, 1.0, 0.0, b) == 1.0
-    assert speech_speed(1.0, 1.2, 0.2, b) == pytest.approx(1.2 * 1.035)
-    assert speech_speed(1.0, 1.2, 4.0, b) == 1.35  # 1.56 would lose words
-    assert speech_speed(1.5, 1.25, 10.0, b) == 1.35
+    assert speech_speed(0.9, 1.0, 0.2, b) == pytest.approx(0.9 * 1.02)
+    assert speech_speed(1.0, 1.2, 4.0, b) == 1.2  # 1.44 would lose words
+    assert speech_speed(1.5, 1.25, 10.0, b) == 1.2
 
 
 def test_shed_levels_have_hysteresis():
