@@ -148,15 +148,40 @@ class ProfileBuilder:
             return None
         return self._words / self._word_s
 
+    def _due(self) -> bool:
+        """Enough new speech since the last analysis for another (caller holds the lock)."""
+        return self._buffered >= self._min and (
+            self._analysed == 0 or self._buffered - self._analysed >= self._refresh
+            or (self._buffered >= self._max and self._analysed < self._max))
+
+    @property
+    def due(self) -> bool:
+        """Reading ``profile`` now would run an analysis (a session runs it ahead, in the
+        background, so the first piece of a phrase never waits for it)."""
+        with self._lock:
+            return self._due()
+
+    @property
+    def latest(self) -> VoiceProfile | None:
+        """The profile as last analysed, without analysing again."""
+        with self._lock:
+            return self._handed_out()
+
+    def _handed_out(self) -> VoiceProfile | None:
+        if self._profile is None:
+            return None
+        if self._out is None:  # one object per state: converters may cache on it
+            self._out = replace(self._profile, speaking_rate=self.speaking_rate,
+                                language=self.language, embedding=self._embedding)
+        return self._out
+
     @property
     def profile(self) -> VoiceProfile | None:
         """The current profile (None until enough voiced speech); analysis runs here, at most
         once per ``refresh_s`` of new speech, outside the lock so ``add`` never waits on it."""
         with self._analysing:  # one analysis at a time; readers meanwhile wait for its result
             with self._lock:
-                due = self._buffered >= self._min and (
-                    self._analysed == 0 or self._buffered - self._analysed >= self._refresh
-                    or (self._buffered >= self._max and self._analysed < self._max))
+                due = self._due()
                 if due:
                     pcm = np.concatenate(self._blocks) if len(self._blocks) > 1 \
                         else self._blocks[0]
@@ -175,9 +200,4 @@ class ProfileBuilder:
                         self._embedded = size
                     self._out = None
             with self._lock:
-                if self._profile is None:
-                    return None
-                if self._out is None:  # one object per state: converters may cache on it
-                    self._out = replace(self._profile, speaking_rate=self.speaking_rate,
-                                        language=self.language, embedding=self._embedding)
-                return self._out
+                return self._handed_out()

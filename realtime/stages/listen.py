@@ -4,6 +4,7 @@ noise between phrases cost no model time. Each phrase gets its number (``utt``) 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -29,6 +30,7 @@ class ListenStage(Stage):
         self.out = out  # -> recognize: (utt, Heard) items, then END
         self.detector = PhraseDetector(ctx.scheduler.engines.vad, ctx.config.vad)
         self.utt = -1
+        self._profiling = False  # a speaker analysis is under way
 
     async def handle(self, items: list[Any]) -> bool:
         ended = any(i is END for i in items)
@@ -52,7 +54,9 @@ class ListenStage(Stage):
     def _route(self, h: Heard) -> None:
         ctx = self.ctx
         if ctx.profile is not None and isinstance(h, PhraseStart | PhraseAudio):
-            ctx.profile.add(h.pcm)  # a bounded append; the analysis runs later, on a lane
+            ctx.profile.add(h.pcm)  # a bounded append; the analysis runs on a lane
+            if ctx.profile.due and not self._profiling:
+                self._profile_ahead()
         if isinstance(h, PhraseStart):
             self.utt += 1
             ctx.emit(SpeechStarted(self.utt, span(h.time, h.time), ctx.clock.now_ns()))
@@ -62,3 +66,22 @@ class ListenStage(Stage):
             ctx.stats.stamp(self.utt, "end", ctx.clock.now_ns())
             ctx.emit(SpeechEnded(self.utt, span(h.time, h.time), ctx.clock.now_ns()))
         self.out.put((self.utt, h))
+
+    def _profile_ahead(self) -> None:
+        """Analyse the speaker's voice in the background, unhurried (its deadline is later
+        than any phrase's), so the speak stage finds a fresh profile instead of waiting."""
+        ctx, builder = self.ctx, self.ctx.profile
+        assert builder is not None
+        self._profiling = True
+        self.flow.add()  # in flight like any item: a replay's idle() waits for it
+
+        def done(task: asyncio.Task[object]) -> None:
+            self._profiling = False
+            self.flow.done(1)
+            if not task.cancelled():
+                task.exception()  # a failed analysis: the speak stage simply has no profile
+
+        due = ctx.clock.now_ns() + ctx.budget.deadline("tts", 0, final=False)
+        task = asyncio.ensure_future(ctx.scheduler.analyse(lambda: builder.profile,
+                                                           deadline_ns=due))
+        task.add_done_callback(done)

@@ -250,8 +250,10 @@ class SpeakStage(Stage):
             profile, voice = None, ctx.config.voice
             builder = ctx.profile
             if builder is not None:
-                profile = await ctx.timed("voice", ctx.scheduler.analyse(
-                    lambda: builder.profile, deadline_ns=deadline_ns))
+                profile = builder.latest  # analysed ahead by the listen stage
+                if profile is None and builder.due:  # not yet: this phrase would lose it
+                    profile = await ctx.timed("voice", ctx.scheduler.analyse(
+                        lambda: builder.profile, deadline_ns=deadline_ns))
                 engines = ctx.scheduler.engines
                 decision = engines.cloner.decide(profile, getattr(engines.tts, "voices", ()))
                 voice = decision.voice or voice
