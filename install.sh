@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-DEBIAN_PACKAGES=(apertium apertium-eng-spa chromium janus)
+# Apertium pairs: en<->es, and the pairs around Spanish that give fr, it, pt (directly and as
+# pivots: en->es->fr) and ca (see babelcall languages).
+DEBIAN_PACKAGES=(apertium apertium-eng-spa apertium-fr-es apertium-spa-ita apertium-es-pt
+                 apertium-eng-cat chromium janus)
 
 if command -v apt-get >/dev/null 2>&1; then
   missing=()

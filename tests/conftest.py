@@ -87,3 +87,16 @@ def transcribe_long(asr, audio: np.ndarray, language: str) -> str:
     for i in range(0, len(audio), 16000 * 25):
         words += asr.transcribe(audio[i:i + 16000 * 25], language=language)
     return join_words(words)
+
+
+@pytest.fixture(scope="session")
+def all_pairs(asr, kokoro, apertium):
+    """The real engines as ``babelcall serve`` loads them: one router over Bergamot and the
+    installed Apertium pairs, Whisper translating into English where it measured better."""
+    from babelcall.engines.mt.bergamot import BergamotTranslator
+    from babelcall.engines.mt.router import RouterTranslator
+    from babelcall.engines.registry import Engines, asr_languages
+    from babelcall.engines.vad.silero import SileroVad
+
+    router = RouterTranslator([BergamotTranslator(), apertium], asr_languages=asr_languages(asr))
+    return Engines(vad=SileroVad(), asr=asr, tts=kokoro, translator=router)
