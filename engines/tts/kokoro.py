@@ -73,6 +73,10 @@ class KokoroSynth:
         self.model_name = str(model)
         self._phonemizer = Phonemizer(self._vocab)
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self._phonemizer.languages
+
     def supports(self, language: str) -> bool:
         return self._phonemizer.supports(language)
 
