@@ -122,7 +122,8 @@ async def run_fast(args: Any, engines: Any, clips: list[Any]) -> dict[str, Any]:
     tts_wer = tts_round_trip(engines.tts, judge, tts_texts(Path(args.eval_dir), target), target)
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     figures = {
-        "date": date, "mt": mt_label(engines, source, target), "clips": len(rows),
+        "date": date, "commit": git_commit(), "mt": mt_label(engines, source, target),
+        "clips": len(rows),
         "mode": "fast replay (simulated clock)", "voice": args.voice or "auto",
         "clone": args.clone, "round_trip": round_trip,
         "text_chrf": text_chrf, "text_bleu": text_bleu,

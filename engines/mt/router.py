@@ -146,7 +146,6 @@ def text_engine(translator: Translator | None, source: str, target: str) -> Tran
         return translator
     if target == "en":
         return None
-    name = translator.name if translator is not None else "Whisper (it only translates into " \
-                                                          "English)"
-    raise UnsupportedLanguage(f"no offline translation engine for {source}->{target} "
-                              f"({name} cannot translate it)")
+    why = f"{translator.name} cannot translate it" if translator is not None else \
+        "Whisper translates only into English"
+    raise UnsupportedLanguage(f"no offline translation engine for {source}->{target} ({why})")

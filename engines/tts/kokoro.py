@@ -39,15 +39,19 @@ MIN_SPEED, MAX_SPEED = 0.5, 2.0
 # least this many symbols (~2 s of speech) unless the text is shorter; 60 measured no better.
 MIN_PIECE = 30
 
-# Round-trip WER of each voice per language: 5 FLEURS reference sentences synthesised, then
+# Round-trip WER of each voice per language: 5 FLEURS reference sentences (4 it) synthesised, then
 # transcribed by an independent Whisper base (benchmarks/pairs.tts_round_trip), 2026-11-27.
 # These voices are Japanese-trained: some cannot be understood in some languages (jf_alpha's
 # French was heard as "Poudre jaune réconcide" for "Peu de gens les considèrent").
 VOICE_WER: dict[str, dict[str, float]] = {
     "en": {"jm_kumo": 0.038, "jf_alpha": 0.077, "jf_gongitsune": 0.077, "jf_nezumi": 0.058,
            "jf_tebukuro": 0.087},
+    "es": {"jm_kumo": 0.058, "jf_alpha": 0.099, "jf_gongitsune": 0.058, "jf_nezumi": 0.083,
+           "jf_tebukuro": 0.058},
     "fr": {"jm_kumo": 0.261, "jf_alpha": 1.0, "jf_gongitsune": 0.339, "jf_nezumi": 0.383,
            "jf_tebukuro": 0.635},
+    "it": {"jm_kumo": 0.149, "jf_alpha": 0.207, "jf_gongitsune": 0.172, "jf_nezumi": 0.195,
+           "jf_tebukuro": 0.241},
     "pt": {"jm_kumo": 0.186, "jf_alpha": 0.275, "jf_gongitsune": 0.167, "jf_nezumi": 0.167,
            "jf_tebukuro": 0.216},
 }

@@ -96,7 +96,7 @@ def test_text_engine_is_the_one_rule(router, apertium):
     assert text_engine(None, "de", "en") is None
     with pytest.raises(UnsupportedLanguage, match="en->fr"):
         text_engine(apertium, "en", "fr")
-    with pytest.raises(UnsupportedLanguage, match="only translates into English"):
+    with pytest.raises(UnsupportedLanguage, match="Whisper translates only into English"):
         text_engine(None, "en", "fr")
 
 
