@@ -104,3 +104,14 @@ def test_explicit_engine_choices(asr):
     assert load_translator("whisper") is None
     with pytest.raises(UnsupportedLanguage, match="--mt-model"):
         load_translator("ctranslate2")
+
+
+def test_a_conference_room_accepts_every_listed_pair(all_pairs):
+    """``babelcall join --languages``: the bot checks every pair of the room before joining."""
+    from babelcall.transports.conference.bot import BotConfig, parse_languages
+
+    BotConfig(source="en", target="fr",
+              languages=parse_languages("ana=en,luis=fr,rui=pt,eva=es")).check(all_pairs)
+    with pytest.raises(UnsupportedLanguage, match="de->fr.*--mt-model"):  # de: into en only
+        BotConfig(source="en", target="fr",
+                  languages=parse_languages("ana=en,hans=de")).check(all_pairs)
