@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # GStreamer (webrtcbin, libnice, Opus, Python bindings): the foreign WHIP/WHEP peer of
-# tests/transports/test_gstreamer.py
-DEBIAN_PACKAGES=(apertium apertium-eng-spa chromium janus
+# tests/transports/test_gstreamer.py. Apertium pairs: en<->es, and the pairs around Spanish
+# that give fr, it, pt (directly and as pivots: en->es->fr) and ca (see babelcall languages).
+DEBIAN_PACKAGES=(apertium apertium-eng-spa apertium-fr-es apertium-spa-ita apertium-es-pt
+                 apertium-eng-cat chromium janus
                  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
                  gstreamer1.0-nice python3-gi gir1.2-gst-plugins-bad-1.0)
 

@@ -40,6 +40,11 @@ def register(sub: Any) -> None:
                    help="voice engines compared in the voice ablation (fast replays), "
                         "comma-separated; 'off' is the fixed-voice baseline")
     p.add_argument("--no-voice-ablation", action="store_true", help="skip the voice ablation")
+    p.add_argument("--fast", action="store_true",
+                   help="quality only: deterministic replays on a simulated clock, scored by an "
+                        "independent transcriber (no latency, network paths or sweep)")
+    p.add_argument("--record", action="store_true",
+                   help="with --fast: store the figures for babelcall languages")
     engine_args(p, languages=False)
     p.set_defaults(func=cmd_bench)
 
@@ -54,22 +59,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, Any]:
     """``engines``: already loaded engines to use (tests share theirs); else loaded from args."""
     from babelcall.benchmarks import run as R
+    from babelcall.benchmarks.pairs import pair_name
     from babelcall.benchmarks.report import markdown, plots
     from babelcall.clients.cli import load_engines
-    from babelcall.realtime.errors import BabelcallError
+    from babelcall.engines.languages import mt_label
     from babelcall.realtime.replay import replay
     from babelcall.realtime.scheduler import Scheduler
     from babelcall.realtime.session import SessionConfig
 
-    try:
-        args.source, args.target = args.pair.split("-")
-    except ValueError as exc:
-        raise BabelcallError(f"--pair must look like en-es, got {args.pair!r}") from exc
+    args.source, args.target = pair_name(args.pair)
     clips = R.find_clips(Path(args.eval_dir), args.source, args.target,
                          1 if args.smoke else args.clips)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     engines = engines or load_engines(args)
+    engines.check_pair(args.source, args.target)
+    if args.fast:
+        return await _fast(args, engines, clips, out)
     cpu0, wall0 = sum(os.times()[:2]), time.monotonic()
 
     streaming, stream_runs = [], []
@@ -90,7 +96,7 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
 
         janus = await run_janus(engines, clips, args.source, args.target)
     cascade = [R.run_cascade(engines, c, args.source, args.target) for c in clips]
-    refs = [c.tgt_ref for c in clips]
+    refs = [c.tgt_ref for c in clips] if any(c.tgt_ref for c in clips) else None  # round trip
     stage_rtf: dict[str, float] = {}
     total_in = sum(r.input_s for r in stream_runs)
     for r in stream_runs:
@@ -100,8 +106,8 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         "pair": args.pair, "clips": len(clips), "mode": "real-time pacing",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": R.git_commit(), "machine": R.machine_info(args.device),
-        "models": {"asr": args.asr_model, "mt": engines.translator.name
-                   if engines.translator else "whisper-translate", "tts": args.tts_model},
+        "models": {"asr": args.asr_model, "mt": mt_label(engines, args.source, args.target),
+                   "tts": args.tts_model},
         "budget_ms": args.budget_ms,
         "streaming": R.aggregate(streaming, refs), "cascade": R.aggregate(cascade, refs),
         "per_clip": [vars(s) for s in streaming],
@@ -140,4 +146,17 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
     results["plots"] = [str(p) for p in plots(results, raw, out)]
     (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     (out / "results.md").write_text(results["markdown"], encoding="utf-8")
+    return results
+
+
+async def _fast(args: argparse.Namespace, engines: Any, clips: list[Any], out: Path
+                ) -> dict[str, Any]:
+    from babelcall.benchmarks.pairs import run_fast
+    from babelcall.engines.languages import record_quality
+
+    results = await run_fast(args, engines, clips)
+    (out / "results.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    (out / "results.md").write_text(results["markdown"], encoding="utf-8")
+    if args.record:
+        record_quality(args.pair, results["figures"], results["tts"])
     return results

@@ -38,10 +38,16 @@ class Clip:
 
 def find_clips(eval_dir: Path, source: str, target: str, limit: int | None) -> list[Clip]:
     refs = eval_dir / f"refs-{source}-{target}.jsonl"
-    if not refs.is_file():
-        from babelcall.realtime.errors import BabelcallError
+    if not refs.is_file():  # no references: scored as a round trip (tgt_ref "")
+        clips = [Clip(p.stem, p, "", "", p.with_suffix(".txt").read_text(encoding="utf-8"))
+                 for p in sorted(eval_dir.glob(f"fleurs-{source}-*.ogg"))
+                 if p.with_suffix(".txt").is_file()]
+        if not clips:
+            from babelcall.realtime.errors import BabelcallError
 
-        raise BabelcallError(f"no references for {source}-{target} in {eval_dir}")
+            raise BabelcallError(f"no references and no {source} clips for {source}-{target} "
+                                 f"in {eval_dir}")
+        return clips[:limit] if limit else clips
     clips = []
     for line in refs.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
@@ -148,8 +154,9 @@ def run_cascade(engines: Engines, clip: Clip, source: str, target: str) -> ClipS
     for i in range(0, len(audio), 16000 * 28):
         words += engines.asr.transcribe(audio[i:i + 16000 * 28], language=source)
     text = join_words(words)
-    if engines.translator is not None:
-        tgt = engines.translator.translate([text], source=source, target=target)[0]
+    mt = engines.translator_for(source, target)
+    if mt is not None:
+        tgt = mt.translate([text], source=source, target=target)[0]
     else:
         tgt = join_words(engines.asr.transcribe(audio[: 16000 * 30], language=source,
                                                 task="translate"))
@@ -171,10 +178,18 @@ def run_cascade(engines: Engines, clip: Clip, source: str, target: str) -> ClipS
                      similarity=speaker_similarity(clip, out, engines.tts.sample_rate))
 
 
-def aggregate(scores: list[ClipScore], tgt_refs: list[str]) -> dict[str, Any]:
+def aggregate(scores: list[ClipScore], tgt_refs: list[str] | None) -> dict[str, Any]:
+    """``tgt_refs`` None: no references, so a round trip: what was heard is scored against
+    what was committed, and the text itself is not scored."""
+    from babelcall.benchmarks.pairs import scores as bleu_chrf
+
     lat = [x for s in scores for x in s.first_audio_ms]
-    bleu, chrf = M.bleu_chrf([s.target_text for s in scores], tgt_refs)
-    ableu, achrf = M.bleu_chrf([s.heard_text for s in scores], tgt_refs)
+    if tgt_refs is None:
+        bleu, chrf = None, None
+        ableu, achrf = bleu_chrf([s.heard_text for s in scores], [s.target_text for s in scores])
+    else:
+        bleu, chrf = bleu_chrf([s.target_text for s in scores], tgt_refs)
+        ableu, achrf = bleu_chrf([s.heard_text for s in scores], tgt_refs)
     vals = [s.laal_ms for s in scores if s.laal_ms is not None]
     sims = [s.similarity for s in scores if s.similarity is not None]
     return {

@@ -18,9 +18,10 @@ def engine_args(p: argparse.ArgumentParser, *, languages: bool = True) -> None:
         p.add_argument("--source", "-s", required=True,
                        help="source language (ISO 639-1, e.g. en)")
         p.add_argument("--target", "-t", required=True, help="target language (e.g. es)")
-    p.add_argument("--mt", default="auto", choices=["auto", "apertium", "ctranslate2", "whisper"],
-                   help="translation engine (auto: CTranslate2 if --mt-model, else Apertium for "
-                        "the pair, else Whisper's own translation into English)")
+    p.add_argument("--mt", default="auto",
+                   choices=["auto", "apertium", "bergamot", "ctranslate2", "whisper"],
+                   help="translation engine (auto: CTranslate2 if --mt-model, else each pair's "
+                        "best installed engine: see babelcall languages)")
     p.add_argument("--mt-model", help="CTranslate2 translation model directory or name")
     p.add_argument("--asr-model", default="whisper-base",
                    help="faster-whisper model directory or name (default: whisper-base)")
@@ -102,6 +103,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "babelcall.clients.serve_cmd",
     "babelcall.clients.call",
     "babelcall.clients.join_cmd",
+    "babelcall.clients.languages_cmd",
 )
 
 

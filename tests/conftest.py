@@ -94,3 +94,16 @@ def hear_back(audio: np.ndarray, language: str) -> str:
     from babelcall.benchmarks.judge import judge
 
     return judge().transcribe(audio, language)
+
+
+@pytest.fixture(scope="session")
+def all_pairs(asr, kokoro, apertium):
+    """The real engines as ``babelcall serve`` loads them: one router over Bergamot and the
+    installed Apertium pairs, Whisper translating into English where it measured better."""
+    from babelcall.engines.mt.bergamot import BergamotTranslator
+    from babelcall.engines.mt.router import RouterTranslator
+    from babelcall.engines.registry import Engines, asr_languages
+    from babelcall.engines.vad.silero import SileroVad
+
+    router = RouterTranslator([BergamotTranslator(), apertium], asr_languages=asr_languages(asr))
+    return Engines(vad=SileroVad(), asr=asr, tts=kokoro, translator=router)

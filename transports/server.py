@@ -11,7 +11,8 @@
   POST /rooms/<room>/join?lang=en&name=Ana   a translated video call, WHIP shape
   DELETE /rooms/<room>/<id>   leave the room
   GET  /ws?source=&target=&rate=    raw PCM16 over a WebSocket (transports/websocket.py)
-  GET  /health, GET /stats    liveness; load figures (scheduler lanes, calls, rooms)
+  GET  /health, GET /stats    liveness (with the served languages); load figures
+  GET  /languages             the language pairs served: engines and measured quality
   GET  /ice                   the STUN/TURN servers for the page's own connection
 
 Errors are JSON ``{"error": code, "message": text}`` with a 4xx/5xx status, whatever the
@@ -33,8 +34,9 @@ from typing import Any
 
 from aiohttp import web
 
+from babelcall.engines.languages import check_language, languages_payload
 from babelcall.engines.registry import Engines
-from babelcall.realtime.errors import BabelcallError
+from babelcall.realtime.errors import BabelcallError, UnsupportedLanguage
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.transports.hub import HUB, Hub, ServerConfig
 from babelcall.transports.ingest import CallOptions, Ingest
@@ -54,7 +56,7 @@ from babelcall.transports.wire_guard import handler_args
 
 log = logging.getLogger(__name__)
 BROWSER = Path(__file__).resolve().parent.parent / "clients" / "browser"
-PUBLIC = {"/", "/client.js", "/favicon.svg", "/favicon.ico", "/health"}
+PUBLIC = {"/", "/client.js", "/favicon.svg", "/favicon.ico", "/health", "/languages"}
 ROOM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would let "name\n" through
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -73,6 +75,7 @@ def create_app(engines: Engines, config: ServerConfig | None = None, *,
     app.router.add_get("/health", health)
     app.router.add_get("/ice", ice)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/languages", languages)
     app.router.add_post("/offer", offer)
     app.router.add_post("/whip", whip)
     app.router.add_delete("/whip/{id}", hang_up)
@@ -133,7 +136,14 @@ def _page(name: str, content_type: str) -> Handler:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    served = languages_payload(request.app[HUB].engines)
+    return web.json_response({"status": "ok", "languages": served["languages"],
+                              "pairs": [f"{p['source']}-{p['target']}" for p in served["pairs"]]})
+
+
+async def languages(request: web.Request) -> web.Response:
+    """The pairs this server serves, for the page's language pickers (engines/languages.py)."""
+    return web.json_response(languages_payload(request.app[HUB].engines))
 
 
 async def ice(request: web.Request) -> web.Response:
@@ -318,6 +328,10 @@ async def room_join(request: web.Request) -> web.Response:
     if not ROOM_NAME.fullmatch(name):
         raise SignalingError(400, "bad_room", "room names are 1-64 letters, digits, - or _")
     lang = language(request.query.get("lang"), "lang")
+    try:
+        check_language(hub.engines, lang)
+    except UnsupportedLanguage as exc:
+        raise SignalingError(400, "unsupported_language", str(exc)) from None
     guard = request.query.get("echo_guard", "1").lower() not in ("0", "false", "no", "off")
     who = _name(request.query.get("name"))
     mix = number(request.query, "mix", 0.0, 0.0, 1.0)
@@ -350,11 +364,12 @@ class Running:
 @contextlib.asynccontextmanager
 async def running(engines: Engines, config: ServerConfig | None = None, host: str = "127.0.0.1",
                   port: int = 0, *, shutdown_timeout: float = 60.0,
-                  ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Running]:
+                  ssl_context: ssl.SSLContext | None = None,
+                  scheduler: Scheduler | None = None) -> AsyncIterator[Running]:
     """The server listening on ``host:port`` (0: a free port; https with ``ssl_context``)
     while the block runs; leaving it closes every call and session. Used by ``serve``, the
-    benchmark's WebRTC loopback and tests."""
-    app = create_app(engines, config)
+    benchmark's WebRTC loopback and tests (``scheduler``: see ``create_app``)."""
+    app = create_app(engines, config, scheduler=scheduler)
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout,
                            **handler_args(app[HUB].config.client_timeout_s))
     await runner.setup()

@@ -61,6 +61,7 @@ _RESERVED = re.compile(r"([\\^$\[\]<>@/{}])")
 # backslash escapes, and the brackets of superblanks (apertium-retxt keeps their content)
 _UNESCAPE = re.compile(r"\\(.)|[\[\]]", re.S)
 _MARKS = re.compile(r"(?<!\w)[*#@]+(?=\w)")
+_MODE = re.compile(r"^([a-z]{2,3})-([a-z]{2,3})$")
 
 
 def _codes(lang: str) -> list[str]:
@@ -152,6 +153,18 @@ class ApertiumTranslator:
 
     def supports(self, source: str, target: str) -> bool:
         return self.mode(source, target) is not None
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Installed pairs as ISO 639-1 codes where they have one (variant modes such as
+        ``spa-eng_US`` and ``eng-cat_valencia`` are left out)."""
+        to_639_1 = {three: two for two, three in ISO639_3.items() if two not in ("sr", "hr",
+                                                                               "bs")}
+        found = set()
+        for path in (self.datadir / "modes").glob("*.mode"):
+            m = _MODE.match(path.stem)
+            if m:
+                found.add(tuple(to_639_1.get(code, code) for code in m.groups()))
+        return sorted(found)
 
     def translate(
         self,

@@ -11,10 +11,12 @@ are not taken back:
     previous one, beyond what is already committed.
 
 Prefix engines (CTranslate2) are asked to continue the committed target, so their hypothesis
-always extends it. Other engines (Apertium) re-translate the sentence; we take the words of the
-new translation after as many words as are committed as its continuation. That is an
-approximation: when a longer source reorders or merges words the continuation can repeat or skip
-a word, but committed text is never rewritten and a clause boundary resynchronises it.
+always extends it. Other engines (Apertium, Bergamot, pivots) re-translate the sentence; we take
+the words of the new translation after as many words as are committed as its continuation. That
+is an approximation: when a longer source reorders or merges words the continuation can repeat or
+skip a word, but committed text is never rewritten and a clause boundary resynchronises it.
+(Aligning the committed words to the new translation by edit distance instead was measured and
+dropped: on the dev sentences it changed incremental chrF by at most 0.3 either way.)
 
 MT input stays bounded: once a sentence (``. ? !``) is fully committed, later calls translate only
 the source after it and ``committed`` restarts for the new sentence. A sentence end followed by a
@@ -27,6 +29,7 @@ import re
 from dataclasses import dataclass, replace
 
 from babelcall.engines.base import Translator
+from babelcall.engines.mt.router import text_engine
 from babelcall.realtime.errors import UnsupportedLanguage
 
 SENTENCE_END = ".?!…。！？"
@@ -95,13 +98,21 @@ def _agreed(previous: str | None, current: str, start: int) -> str:
 
 
 class IncrementalTranslator:
-    """One per session and language pair; not thread-safe (a session updates it serially)."""
+    """One per session and language pair; not thread-safe (a session updates it serially, and
+    sessions share the engines, which are).
 
-    def __init__(self, engine: Translator, source: str, target: str) -> None:
-        if not engine.supports(source, target):
+    ``engine`` may be a router over many pairs (the pair's own engine is used) or None. With
+    None, or for a pair into English that the engine leaves to Whisper, the recogniser already
+    produced the target text (``Engines.asr_task`` is "translate" by the same rule,
+    ``router.text_engine``) and every update commits the new source as it is."""
+
+    def __init__(self, engine: Translator | None, source: str, target: str) -> None:
+        try:
+            self.engine = text_engine(engine, source, target)
+        except UnsupportedLanguage:
             raise UnsupportedLanguage(
-                f"MT engine {engine.name} cannot translate {source}->{target}")
-        self.engine = engine
+                f"MT engine {getattr(engine, 'name', None)} cannot translate "
+                f"{source}->{target}") from None
         self.source = source
         self.target = target
         self._state = _State()
@@ -147,7 +158,7 @@ class IncrementalTranslator:
             hyp, grown = st.hypothesis, False  # nothing new to translate
         else:
             hyp, grown = self._hypothesis(text, st.committed), True
-        if commit_all:
+        if commit_all or self.engine is None:  # (None: committed source is final text)
             committed = hyp
         elif grown:
             committed = st.committed + _agreed(st.hypothesis, hyp, len(st.committed))
@@ -165,6 +176,8 @@ class IncrementalTranslator:
 
     def _hypothesis(self, text: str, committed: str) -> str:
         """A full target for the sentence that starts with ``committed``."""
+        if self.engine is None:  # the text is already in the target language
+            return text
         prefixes = [committed] if self.engine.supports_prefix else None
         out = self.engine.translate([text], source=self.source, target=self.target,
                                     target_prefixes=prefixes)[0]

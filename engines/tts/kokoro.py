@@ -14,6 +14,8 @@ One InferenceSession serves every caller: onnxruntime's ``run`` is thread-safe."
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from babelcall.engines.models import resolve
 from babelcall.engines.tts.phonemes import Clause, Phonemizer
 from babelcall.realtime.errors import EngineUnavailable, ModelNotFound
 
+log = logging.getLogger(__name__)
 SAMPLE_RATE = 24000
 MAX_TOKENS = 510  # rows of each voice's style table; the model adds a pad token at both ends
 DEFAULT_VOICE = "jm_kumo"  # Japanese-trained, yet the clearest here in Spanish/English trips
@@ -35,6 +38,25 @@ MIN_SPEED, MAX_SPEED = 0.5, 2.0
 # WER went 0.32 -> 0.14 when the clause was joined to the next. So the first piece holds at
 # least this many symbols (~2 s of speech) unless the text is shorter; 60 measured no better.
 MIN_PIECE = 30
+
+# Round-trip WER of each voice per language: 5 FLEURS reference sentences (4 it) synthesised, then
+# transcribed by an independent Whisper base (benchmarks/pairs.tts_round_trip), 2026-11-27.
+# These voices are Japanese-trained: some cannot be understood in some languages (jf_alpha's
+# French was heard as "Poudre jaune réconcide" for "Peu de gens les considèrent").
+VOICE_WER: dict[str, dict[str, float]] = {
+    "en": {"jm_kumo": 0.038, "jf_alpha": 0.077, "jf_gongitsune": 0.077, "jf_nezumi": 0.058,
+           "jf_tebukuro": 0.087},
+    "es": {"jm_kumo": 0.058, "jf_alpha": 0.099, "jf_gongitsune": 0.058, "jf_nezumi": 0.083,
+           "jf_tebukuro": 0.058},
+    "fr": {"jm_kumo": 0.261, "jf_alpha": 1.0, "jf_gongitsune": 0.339, "jf_nezumi": 0.383,
+           "jf_tebukuro": 0.635},
+    "it": {"jm_kumo": 0.149, "jf_alpha": 0.207, "jf_gongitsune": 0.172, "jf_nezumi": 0.195,
+           "jf_tebukuro": 0.241},
+    "pt": {"jm_kumo": 0.186, "jf_alpha": 0.275, "jf_gongitsune": 0.167, "jf_nezumi": 0.167,
+           "jf_tebukuro": 0.216},
+}
+# A voice is usable in a language unless its WER is over twice the best voice's and 0.1 above
+UNUSABLE_RATIO, UNUSABLE_MARGIN = 2.0, 0.1
 _KEEP_S = 0.05  # silence kept at each end of a piece, so clauses join like natural pauses
 _FRAME_S = 0.01
 _SILENCE_RMS = 0.002  # Kokoro pads with near-digital silence; its final fricatives are ~0.01
@@ -72,6 +94,21 @@ class KokoroSynth:
             raise ModelNotFound(f"could not load the Kokoro model {onnx}: {exc}") from exc
         self.model_name = str(model)
         self._phonemizer = Phonemizer(self._vocab)
+        self._substituted: set[tuple[str, str]] = set()
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self._phonemizer.languages
+
+    def voices_for(self, language: str) -> tuple[str, ...]:
+        """The voices that can be understood in ``language`` (all where none was measured);
+        a voice cloner should choose among these, not among ``voices``."""
+        measured = VOICE_WER.get(language, {})
+        if not measured:
+            return self.voices
+        best = min(measured.values())
+        limit = max(UNUSABLE_RATIO * best, best + UNUSABLE_MARGIN)
+        return tuple(v for v in self.voices if measured.get(v, 0.0) <= limit)
 
     def supports(self, language: str) -> bool:
         return self._phonemizer.supports(language)
@@ -79,7 +116,8 @@ class KokoroSynth:
     def synthesize(self, text: str, *, language: str, voice: str | None = None,
                    speed: float = 1.0) -> Iterator[np.ndarray]:
         """Validate now (so errors reach the caller at the call), then stream the pieces."""
-        style = self.style(voice or self.voice)
+        style = self.style(self._usable_voice(self._check_voice(voice or self.voice),
+                                              language))
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise ValueError(f"speed must be within [{MIN_SPEED}, {MAX_SPEED}], got {speed}")
         clauses = self._phonemizer.clauses(text, language)  # UnsupportedLanguage here
@@ -112,6 +150,26 @@ class KokoroSynth:
             return self._styles[voice]
         total = sum(w for _, w in parts)
         return (sum(self._styles[v] * w for v, w in parts) / total).astype(np.float32)
+
+    def _usable_voice(self, voice: str, language: str) -> str:
+        """``voice``, or where it cannot be understood in ``language`` the usable voice nearest
+        in pitch (the cloner converts towards the caller either way), said once in the log."""
+        usable = self.voices_for(language)
+        if not usable or all(v in usable for v, _ in mix_parts(voice)):
+            return voice
+        from babelcall.engines.voice.dsp import VOICE_STATS
+
+        def distance(v: str) -> float:
+            a, b = VOICE_STATS.get(voice), VOICE_STATS.get(v)
+            return abs(math.log2(a.f0_median / b.f0_median)) if a and b else math.inf
+
+        chosen = min(usable, key=distance)
+        if (voice, language) not in self._substituted:
+            self._substituted.add((voice, language))
+            worst = max(VOICE_WER[language].get(v, 0.0) for v, _ in mix_parts(voice))
+            log.warning("Kokoro voice %s cannot be understood in '%s' (round-trip WER %.2f); "
+                        "speaking it with %s", voice, language, worst, chosen)
+        return chosen
 
     def _check_voice(self, voice: str) -> str:
         try:

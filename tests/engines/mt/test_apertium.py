@@ -22,6 +22,9 @@ def test_is_a_translator(apertium):
     assert apertium.supports("en", "es") and apertium.supports("es", "en")
     assert apertium.mode("en", "es") == "eng-spa"
     assert not apertium.supports("en", "xx")
+    # install.sh's pairs, as ISO 639-1 (variants such as spa-eng_US left out)
+    assert {("en", "es"), ("es", "en"), ("fr", "es"), ("es", "fr"), ("es", "it"),
+            ("es", "pt"), ("en", "ca")} <= set(apertium.pairs())
 
 
 @pytest.mark.parametrize(("source", "target", "floor"), [("en", "es", 35), ("es", "en", 35)])
@@ -36,8 +39,8 @@ def test_fleurs_chrf(apertium, refs, source, target, floor):
 
 
 def test_unsupported_pair_names_the_package(apertium):
-    with pytest.raises(UnsupportedLanguage, match="apertium-fr-es"):
-        apertium.translate(["Bonjour."], source="fr", target="es")
+    with pytest.raises(UnsupportedLanguage, match="apertium-es-ro"):
+        apertium.translate(["Bună ziua."], source="ro", target="es")
     with pytest.raises(UnsupportedLanguage, match="apt-cache search apertium"):
         apertium.translate(["Hallo."], source="de", target="ja")
 

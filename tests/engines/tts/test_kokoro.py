@@ -1,5 +1,6 @@
-"""Kokoro-82M on the real model: round trips through the project's Whisper measure that the
-speech is intelligible in the language asked for, plus the streaming and error contract.
+"""Kokoro-82M on the real model: round trips through an independent transcriber (plain
+faster-whisper, full window, beam 5, VAD: benchmarks/pairs.Judge) measure that the speech is
+intelligible in each language it is asked for, plus the streaming and error contract.
 
 The round trips pad the audio with 0.5 s of silence, as a call has after speech: Whisper base
 tends to drop the last word of audio that stops dead."""
@@ -12,15 +13,14 @@ import threading
 import jiwer
 import numpy as np
 import pytest
-from conftest import normalize, reference
+from conftest import eval_dir, normalize, reference
 
+from babelcall.benchmarks.pairs import Judge, tts_round_trip, tts_texts
 from babelcall.engines.base import Synthesizer
 from babelcall.engines.models import resolve
 from babelcall.engines.tts.kokoro import MAX_TOKENS, KokoroSynth, plan, split_phonemes
 from babelcall.engines.tts.phonemes import Clause
-from babelcall.realtime.audio import Resampler, frame_from_array
 from babelcall.realtime.errors import ModelNotFound, UnsupportedLanguage
-from babelcall.realtime.types import join_words
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +35,14 @@ def spanish(tts) -> tuple[str, list[np.ndarray]]:
     return text, list(tts.synthesize(text, language="es"))
 
 
-def to_16k(pcm: np.ndarray) -> np.ndarray:
-    resampler = Resampler(16000)
-    return np.concatenate([resampler.push(frame_from_array(pcm, 24000)), resampler.flush()])
+@pytest.fixture(scope="module")
+def judge() -> Judge:
+    return Judge()
 
 
-def round_trip_wer(asr, text: str, chunks: list[np.ndarray], language: str) -> float:
+def round_trip_wer(judge, text: str, chunks: list[np.ndarray], language: str) -> float:
     audio = np.concatenate([*chunks, np.zeros(12000, dtype=np.float32)])
-    heard = join_words(asr.transcribe(to_16k(audio), language=language))
-    return jiwer.wer(normalize(text), normalize(heard))
+    return jiwer.wer(normalize(text), normalize(judge(audio, 24000, language)))
 
 
 def seconds(chunks: list[np.ndarray]) -> float:
@@ -58,15 +57,21 @@ def test_is_a_synthesizer(tts):
     assert not tts.supports("xx")
 
 
-def test_spanish_round_trip(asr, spanish):
+def test_spanish_round_trip(judge, spanish):
     text, chunks = spanish
-    assert round_trip_wer(asr, text, chunks, "es") < 0.3
+    assert round_trip_wer(judge, text, chunks, "es") < 0.2
 
 
-def test_english_round_trip(asr, tts):
-    text = reference("fleurs-en-000", "en", "es")["src_ref"]
-    chunks = list(tts.synthesize(text, language="en"))
-    assert round_trip_wer(asr, text, chunks, "en") < 0.35
+# Measured on these 3 sentences (2026-11-27): en 0.055, es 0.047, fr 0.364, pt 0.127, it 0.141.
+# The judge itself mishears human FLEURS speech at WER 0.09 es, 0.08 en, 0.30 fr, 0.23 pt, so
+# French and Portuguese cannot score like Spanish.
+@pytest.mark.parametrize(("language", "ceiling"), [
+    ("en", 0.15), ("es", 0.15), ("fr", 0.45), ("pt", 0.3), ("it", 0.3)])
+def test_round_trip_in_every_language(tts, judge, language, ceiling):
+    texts = tts_texts(eval_dir(), language, limit=3)
+    wer = tts_round_trip(tts, judge, texts, language)
+    print(f"Kokoro {language} round-trip WER {wer:.3f} on {len(texts)} sentences")
+    assert wer < ceiling
 
 
 def test_chunks_are_mono_float32_in_range(spanish):
@@ -120,6 +125,23 @@ def test_faster_speed_gives_shorter_audio(tts):
     normal = seconds(list(tts.synthesize(text, language="es", speed=1.0)))
     fast = seconds(list(tts.synthesize(text, language="es", speed=1.5)))
     assert fast < 0.85 * normal
+
+
+def test_voices_that_cannot_speak_a_language_are_not_offered_for_it(tts, caplog):
+    """jf_alpha's French is heard as another text altogether (round-trip WER 1.0): a voice
+    cloner choosing among ``voices_for("fr")`` never gets it, and a caller asking for it gets
+    the usable voice nearest in pitch instead, with one warning."""
+    assert set(tts.voices_for("fr")) == {"jm_kumo", "jf_gongitsune", "jf_nezumi"}
+    assert tts.voices_for("es") == tts.voices and tts.voices_for("pt") == tts.voices
+    text = "Bonjour à tous."
+    with caplog.at_level("WARNING"):
+        alpha = np.concatenate(list(tts.synthesize(text, language="fr", voice="jf_alpha")))
+        list(tts.synthesize(text, language="fr", voice="jf_alpha"))
+    nezumi = np.concatenate(list(tts.synthesize(text, language="fr", voice="jf_nezumi")))
+    assert len(alpha) == len(nezumi) and np.max(np.abs(alpha - nezumi)) < 1e-3
+    assert [r.getMessage() for r in caplog.records].count(
+        "Kokoro voice jf_alpha cannot be understood in 'fr' (round-trip WER 1.00); speaking "
+        "it with jf_nezumi") == 1
 
 
 def test_missing_model_dir(tmp_path):

@@ -70,6 +70,28 @@ def test_misaki_symbols(phonemizer):
     assert to_kokoro("(en)ɡˈʊɡəl(es)", "es") == "ɡˈʊɡəl"  # language-switch flags go
 
 
+def test_only_tied_phonemes_become_single_symbols(phonemizer):
+    """espeak's ties say which letter pairs are one phoneme: Italian "pizza" has t͡s and
+    Brazilian "direito" d͡ʒ and e͡ɪ, but French "vingt-cinq" and "modes" only have t and s,
+    d and z side by side (mapping every "ts" to ʦ made French speech worse)."""
+    assert "ʦ" in phonemizer.phonemize("pizza", "it")
+    direito = phonemizer.phonemize("direito", "pt")
+    assert "ʤ" in direito and "A" in direito
+    for text in ("vingt-cinq", "des modes occidentales", "tchèque"):
+        ps = phonemizer.phonemize(text, "fr")
+        assert not {"ʦ", "ʣ", "ʧ"} & set(ps), (text, ps)
+    assert "ts" in phonemizer.phonemize("vingt-cinq", "fr")
+    assert "\u0361" not in phonemizer.phonemize("canais, meio, oito, muito", "pt")  # no ties
+    assert to_kokoro("kɐnˈa͡ɪz ɐ̃͡ʊ̃", "pt") == "kɐnˈIz ɐ̃ʊ̃"
+    assert to_kokoro("bˈɑɾə͡l", "en") == "bˈɑTᵊl"  # misaki's tied ə͡l
+
+
+def test_clause_terminators(phonemizer):
+    clauses = phonemizer.clauses("Oui; non: peut-être! Vraiment? Bon.", "fr")
+    assert [c.phonemes[-1] for c in clauses] == [";", ":", "!", "?", "."]
+    assert [c.end_of_sentence for c in clauses] == [False, False, True, True, True]
+
+
 def test_empty_and_punctuation_only(phonemizer):
     for text in ("", "   ", "¡...!", "--"):
         assert phonemizer.clauses(text, "es") == []
