@@ -13,9 +13,10 @@ language (reference sentences synthesised, then transcribed: WER). A pair withou
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,34 +24,7 @@ from typing import Any
 import numpy as np
 
 from babelcall.benchmarks import measures as M
-
-
-class Judge:
-    """The independent transcriber that scores speech: plain faster-whisper ``transcribe()``
-    (its full 30 s window, beam 5, VAD filter) on Whisper base, never babelcall's tuned
-    streaming engine. (A local stand-in until the shared benchmarks/judge.py lands.)"""
-
-    def __init__(self, model: str = "whisper-base", *, models_dir: str | None = None,
-                 threads: int = 2) -> None:
-        from faster_whisper import WhisperModel
-
-        from babelcall.engines.models import resolve
-
-        path = resolve(model, models=models_dir)
-        self._model = WhisperModel(str(path), device="cpu", compute_type="int8",
-                                   cpu_threads=threads)
-        self._lock = threading.Lock()
-
-    def __call__(self, audio: np.ndarray, rate: int, language: str) -> str:
-        from babelcall.benchmarks.run import to_16k
-
-        pcm = to_16k(np.asarray(audio, dtype=np.float32), rate)
-        if not len(pcm):
-            return ""
-        with self._lock:
-            segments, _ = self._model.transcribe(pcm, language=language, beam_size=5,
-                                                 vad_filter=True)
-            return " ".join(s.text.strip() for s in segments).strip()
+from babelcall.benchmarks.judge import hear
 
 
 def lowercase_refs(refs: list[str]) -> bool:
@@ -80,7 +54,8 @@ def tts_texts(eval_dir: Path, language: str, limit: int = 5) -> list[str]:
             for p in sorted(eval_dir.glob(f"fleurs-{language}-*.txt"))][:limit]
 
 
-def tts_round_trip(tts: Any, judge: Judge, texts: list[str], language: str) -> float:
+def tts_round_trip(tts: Any, judge: Callable[[np.ndarray, int, str], str], texts: list[str],
+                   language: str) -> float:
     """WER of the judge's transcript of each sentence synthesised alone (0.5 s of silence
     after it, as a call has)."""
     import jiwer
@@ -102,7 +77,7 @@ async def run_fast(args: Any, engines: Any, clips: list[Any]) -> dict[str, Any]:
     from babelcall.realtime.session import SessionConfig
 
     source, target = args.source, args.target
-    judge = Judge(args.asr_model, models_dir=args.models_dir)
+    judge = functools.partial(hear, models_dir=args.models_dir)
     round_trip = not any(c.tgt_ref for c in clips)
     transcribes = engines.asr_task(source, target) == "transcribe"
     config = SessionConfig(source, target, voice=args.voice, clone_voice=args.clone != "off")

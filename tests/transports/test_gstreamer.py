@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sacrebleu
-from conftest import load_clip, reference
+from conftest import hear_back, load_clip, reference
 from transport_utils import compact, running_server, to_16k, until
 
 from babelcall.realtime.audio import write_wav
@@ -28,20 +28,6 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 CLIP = "fleurs-en-000"
 LEAD_IN_S, TAIL_S = 3.0, 4.0   # silence around the clip: connect first, then a phrase end
 LISTEN_AFTER_S = 20.0          # after the clip: time for the last phrase's translation
-
-
-def judge(pcm16k: np.ndarray, language: str) -> str:
-    """An independent transcriber: plain faster-whisper ``transcribe()`` (30 s window, beam
-    5) on the whisper-base model, not babelcall's streaming ASR engine. (benchmarks/judge.py
-    is being written for the same purpose on another branch; this is its minimal form.)"""
-    from faster_whisper import WhisperModel
-
-    from babelcall.engines.models import resolve
-
-    model = WhisperModel(str(resolve("whisper-base")), device="cpu", compute_type="int8",
-                         cpu_threads=2)
-    segments, _ = model.transcribe(pcm16k, language=language, beam_size=5)
-    return " ".join(s.text.strip() for s in segments)
 
 
 def gi_available() -> bool:
@@ -106,7 +92,7 @@ def test_gstreamer_publishes_over_whip_and_hears_spanish_over_whep(engines, tmp_
     pcm = np.frombuffer(heard_path.read_bytes(), "<i2").astype(np.float32) / 32767
     assert len(pcm) > 48000 * (seconds - 10), len(pcm) / 48000  # audio flowed throughout
     speech = compact(to_16k(pcm, 48000), 16000)
-    heard = judge(speech, "es")
+    heard = hear_back(speech, "es")
     ref = reference(CLIP, "en", "es")["tgt_ref"]
     chrf = sacrebleu.sentence_chrf(heard, [ref]).score
     print(f"GStreamer WHEP heard: {heard!r} (chrF {chrf:.1f})", file=sys.stderr)

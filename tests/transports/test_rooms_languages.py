@@ -1,7 +1,7 @@
 """Two-way rooms beyond English<->Spanish, end to end on the real models through the server
 (``POST /rooms/<room>/join?lang=..``): an English and a French speaker, then an English and a
 Portuguese speaker, talking at the same time. What each side hears is transcribed by an
-independent Whisper (benchmarks/pairs.Judge: plain faster-whisper, full window, beam 5, VAD)
+independent Whisper (benchmarks/judge.py: plain faster-whisper, full window, beam 5, VAD)
 and scored against the reference translation of what the other side said."""
 
 import asyncio
@@ -12,7 +12,8 @@ import sacrebleu
 from conftest import reference
 from transport_utils import clip_track, make_offer, running_server, speech_seconds, until
 
-from babelcall.benchmarks.pairs import Judge, scores
+from babelcall.benchmarks.judge import hear
+from babelcall.benchmarks.pairs import scores
 from babelcall.clients.call import Caller
 from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.scheduler import Scheduler
@@ -27,8 +28,8 @@ PT_002_EN = "Giancarlo Fisichella lost control of his car and ended the race rig
 
 
 @pytest.fixture(scope="module")
-def judge() -> Judge:
-    return Judge()
+def judge():
+    return hear
 
 
 def _heard_from(caller: Caller, speaker: str) -> bool:
@@ -100,7 +101,7 @@ def two_way_call(engines, room: str, a: tuple[str, str], b: tuple[str, str]):
     return asyncio.run(main())
 
 
-def _heard(judge: Judge, caller: Caller, language: str) -> str:
+def _heard(judge, caller: Caller, language: str) -> str:
     return judge(caller.audio, 48000, language)
 
 

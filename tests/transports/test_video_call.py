@@ -30,7 +30,7 @@ import av
 import numpy as np
 import pytest
 import sacrebleu
-from conftest import load_clip, reference
+from conftest import hear_back, load_clip, reference
 from transport_utils import compact, running_server, speech_seconds, until
 from video_marks import MARKS_JS, PROBE_JS, frame_index_y4m, video_delay_ms
 
@@ -76,21 +76,8 @@ class Person:
 
 @pytest.fixture(scope="module")
 def judge():
-    """An independent transcriber: plain faster-whisper on the Whisper base files, full 30 s
-    window, beam 5 — not babelcall's streaming recogniser. (A small local one until the shared
-    benchmarks/judge.py lands.)"""
-    from faster_whisper import WhisperModel
-
-    from babelcall.engines.models import resolve
-
-    model = WhisperModel(str(resolve("whisper-base")), device="cpu", compute_type="int8",
-                         cpu_threads=2)
-
-    def transcribe(audio: np.ndarray, language: str) -> str:
-        segments, _ = model.transcribe(audio, language=language, beam_size=5)
-        return " ".join(s.text.strip() for s in segments)
-
-    return transcribe
+    """The independent transcriber (benchmarks/judge.py), not babelcall's recogniser."""
+    return hear_back
 
 
 def flags(mic: Path, camera: Path) -> list[str]:

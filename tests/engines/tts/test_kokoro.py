@@ -1,5 +1,5 @@
 """Kokoro-82M on the real model: round trips through an independent transcriber (plain
-faster-whisper, full window, beam 5, VAD: benchmarks/pairs.Judge) measure that the speech is
+faster-whisper, full window, beam 5, VAD: benchmarks/judge.py) measure that the speech is
 intelligible in each language it is asked for, plus the streaming and error contract.
 
 The round trips pad the audio with 0.5 s of silence, as a call has after speech: Whisper base
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from conftest import eval_dir, normalize, reference
 
-from babelcall.benchmarks.pairs import Judge, tts_round_trip, tts_texts
+from babelcall.benchmarks.judge import hear
+from babelcall.benchmarks.pairs import tts_round_trip, tts_texts
 from babelcall.engines.base import Synthesizer
 from babelcall.engines.models import resolve
 from babelcall.engines.tts.kokoro import MAX_TOKENS, KokoroSynth, plan, split_phonemes
@@ -36,8 +37,8 @@ def spanish(tts) -> tuple[str, list[np.ndarray]]:
 
 
 @pytest.fixture(scope="module")
-def judge() -> Judge:
-    return Judge()
+def judge():
+    return hear
 
 
 def round_trip_wer(judge, text: str, chunks: list[np.ndarray], language: str) -> float:
