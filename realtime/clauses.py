@@ -7,6 +7,17 @@ from __future__ import annotations
 import re
 
 _CLAUSE_END = re.compile(r"[,;:.!?…。！？、]['\"”»)]*$")
+# (piece, first piece of a phrase) in words, per target language. Kokoro reads short French
+# pieces badly: round-trip WER (independent Whisper) 0.384 at 8/5 words, 0.341 at 12/8, 0.254
+# for whole sentences; Spanish 0.06 / 0.06 / 0.032, Portuguese 0.141 / 0.128 / 0.132.
+CLAUSE_WORDS: dict[str, tuple[int, int]] = {"fr": (12, 8)}
+DEFAULT_CLAUSE_WORDS = (8, 5)
+TINY_LAST_PIECE = 2  # words: a phrase's last piece this short joins the one before it
+
+
+def clause_words(language: str) -> tuple[int, int]:
+    """(max words of a piece, of a phrase's first piece) for speech in ``language``."""
+    return CLAUSE_WORDS.get(language, DEFAULT_CLAUSE_WORDS)
 
 
 class ClauseCutter:
@@ -46,7 +57,10 @@ class ClauseCutter:
                 start = i + 1
         rest = words[start:]
         if final and rest:
-            pieces.append(" ".join(rest))
+            if len(rest) <= TINY_LAST_PIECE and pieces:  # a lone word or two sounds wrong
+                pieces[-1] = " ".join([pieces[-1], *rest])
+            else:
+                pieces.append(" ".join(rest))
             rest = []
         pieces = [p for p in pieces if re.search(r"\w", p)]
         return pieces, rest, final or (self._first and not pieces)

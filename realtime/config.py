@@ -14,8 +14,10 @@ class SessionConfig:
     vad: VadParams = field(default_factory=VadParams)
     asr_interval_s: float = 0.8  # new speech between two ASR updates of a phrase
     max_phrase_buffer_s: float = 15.0
-    max_clause_words: int = 8
-    first_clause_words: int = 5  # the first piece of a phrase is shorter: it is waited for
+    # words per synthesised piece, and in a phrase's first (shorter: it is waited for); None:
+    # what suits the target language (realtime/clauses.clause_words)
+    max_clause_words: int | None = None
+    first_clause_words: int | None = None
     voice: str | None = None
     speed: float = 1.0
     # Pauses inside synthesised speech are cut to this (None: as the voice made them): the

@@ -65,6 +65,7 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self._closers: set[Callable[[], Awaitable[None]]] = set()
         self.closing = False
+        self._warm: dict[tuple[str, str], asyncio.Future[None]] = {}  # pairs started
 
     async def start(self) -> None:
         await self.runtime.start()
@@ -77,11 +78,27 @@ class Hub:
             raise SignalingError(400, "bad_language", f"source and target are both '{source}'")
         config = SessionConfig(source, target, voice=voice or self.config.voice)
         try:
-            return Session(self.scheduler, config)
+            session = Session(self.scheduler, config)
         except Overloaded as exc:
             raise SignalingError(503, "overloaded", str(exc)) from exc
         except UnsupportedLanguage as exc:
             raise SignalingError(400, "unsupported_language", str(exc)) from exc
+        self._warm_pair(source, target)
+        return session
+
+    def _warm_pair(self, source: str, target: str) -> None:
+        """Start a pair's MT (Apertium processes, a Bergamot model: 0.3-0.9 s) on the MT lane
+        the first time a session needs it, while its speaker says their first words, not on
+        their first phrase. Only the server's default pair is started at load."""
+        if (source, target) in self._warm:
+            return
+        engines = self.engines
+        due = self.scheduler.clock.now_ns() + self.scheduler.budget.deadline("mt", 0,
+                                                                              final=False)
+        warm = asyncio.ensure_future(self.scheduler.translate(
+            lambda: engines.warm_mt(source, target), deadline_ns=due))
+        warm.add_done_callback(lambda f: f.cancelled() or f.exception())  # best effort
+        self._warm[(source, target)] = warm
 
     # -- registries ---------------------------------------------------------------------------
     def add_call(self, ingest: Ingest) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from babelcall.engines.voice import VoiceProfile, rate_factor
 from babelcall.realtime.audio import shorten_pauses
-from babelcall.realtime.clauses import ClauseCutter
+from babelcall.realtime.clauses import ClauseCutter, clause_words
 from babelcall.realtime.policy import merge_waiting, skip_voice, speech_speed
 from babelcall.realtime.scheduler import CallTrace
 from babelcall.realtime.stages.base import END, Context, Flow, Stage, span
@@ -119,7 +119,8 @@ class SpeakStage(Stage):
     def __init__(self, ctx: Context, flow: Flow) -> None:
         super().__init__(ctx, flow)
         cfg = ctx.config
-        self.cutter = ClauseCutter(cfg.max_clause_words, cfg.first_clause_words)
+        words, first = clause_words(cfg.target)
+        self.cutter = ClauseCutter(cfg.max_clause_words or words, cfg.first_clause_words or first)
         self._phrase_voice: tuple[int, VoiceProfile | None, str | None] = (-1, None, None)
         self._clauses = itertools.count(1)
         self._latest: dict[int, tuple[int, dict[str, int]]] = {}  # utt -> its latest clause
@@ -254,8 +255,10 @@ class SpeakStage(Stage):
                 if profile is None and builder.due:  # not yet: this phrase would lose it
                     profile = await ctx.timed("voice", ctx.scheduler.analyse(
                         lambda: builder.profile, deadline_ns=deadline_ns))
-                engines = ctx.scheduler.engines
-                decision = engines.cloner.decide(profile, getattr(engines.tts, "voices", ()))
+                tts = ctx.scheduler.engines.tts
+                usable = tts.voices_for(ctx.config.target) if hasattr(tts, "voices_for") \
+                    else getattr(tts, "voices", ())  # voices heard well in the target language
+                decision = ctx.scheduler.engines.cloner.decide(profile, usable)
                 voice = decision.voice or voice
                 said = (voice, decision.convert, decision.reason)
                 if said != self._said_voice:

@@ -37,7 +37,21 @@ def test_bad_limits():
 def test_preview_says_what_push_would_cut_and_changes_nothing():
     c = ClauseCutter(max_words=4, first_max_words=2)
     assert c.push("uno dos tres") == ["uno dos"]
-    assert c.preview("cuatro cinco seis siete", final=True) == ["tres cuatro cinco seis",
-                                                                 "siete"]
+    more = "cuatro cinco seis siete ocho nueve"
+    assert c.preview(more, final=True) == ["tres cuatro cinco seis", "siete ocho nueve"]
     assert c.pending == "tres"  # untouched
-    assert c.push("cuatro cinco seis siete", final=True) == ["tres cuatro cinco seis", "siete"]
+    assert c.push(more, final=True) == ["tres cuatro cinco seis", "siete ocho nueve"]
+
+
+def test_a_tiny_last_piece_joins_the_one_before():
+    c = ClauseCutter(max_words=4, first_max_words=4)
+    assert c.push("uno dos tres cuatro cinco", final=True) == ["uno dos tres cuatro cinco"]
+    assert c.push("uno dos tres cuatro cinco seis siete", final=True) == [
+        "uno dos tres cuatro", "cinco seis siete"]
+    assert c.push("fin", final=True) == ["fin"]  # alone in its phrase: nothing to join
+
+
+def test_french_gets_longer_pieces():
+    from babelcall.realtime.clauses import clause_words
+
+    assert clause_words("fr") == (12, 8) and clause_words("es") == (8, 5)

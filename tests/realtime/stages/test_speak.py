@@ -71,7 +71,8 @@ def test_far_behind_clauses_are_merged_not_dropped():
         engines = fake_engines()
         engines.tts = SlowTts()
         session = Session(fake_scheduler(engines),
-                          SessionConfig("en", "es", max_clause_words=2))
+                          SessionConfig("en", "es", max_clause_words=2,
+                                        first_clause_words=2))
         session.report_backlog(7.0)  # past merging (6 s), short of skipping (10 s)
         session.start()
         feed(session, tone_phrases(3.0, 3.0, gap=0.6))
