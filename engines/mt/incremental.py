@@ -121,8 +121,11 @@ class IncrementalTranslator:
         """Start a new utterance (its committed source starts again from empty)."""
         self._state = _State()
 
-    def update(self, committed_source: str, *, final: bool = False) -> MtStep:
+    def update(self, committed_source: str, *, final: bool = False,
+               settled: bool = False) -> MtStep:
         """Translate the utterance's committed source so far; see the module docstring.
+        ``settled``: the speaker paused and the recogniser committed every word it heard;
+        commit the whole hypothesis as at a clause boundary (the sentence may go on).
 
         State is only replaced once every engine call succeeded, so an engine error leaves the
         policy as it was and the same update can be retried."""
@@ -139,7 +142,7 @@ class IncrementalTranslator:
         rest = committed_source[st.offset:]
         if rest.strip():
             kind = boundary(rest)
-            st, piece, shown = self._segment(st, rest, final or kind is not None)
+            st, piece, shown = self._segment(st, rest, final or settled or kind is not None)
             appended.append(piece)
             if final or kind == "sentence":
                 st = _State(offset=len(committed_source), spoken=st.spoken)

@@ -28,6 +28,7 @@ class SourceText:
     span: Span
     final: bool
     asr: CallTrace | None = None
+    settled: bool = False  # a pass at a pause committed every word heard so far
 
 
 class RecognizeStage(Stage):
@@ -90,7 +91,8 @@ class RecognizeStage(Stage):
                     self.committed[-1].end))
             self._send(utt, new, final=True)
         elif todo is not None:
-            self._send(utt, new, final=False)
+            self._send(utt, new, final=False, settled=todo is AsrPass.SETTLE
+                       and self.ctx.config.settle_at_pause)
 
     async def _read(self, utt: int, deadline_ns: int, settle: bool) -> list[Word]:
         """One pass over the phrase buffer; the newly committed words."""
@@ -113,13 +115,14 @@ class RecognizeStage(Stage):
     def _interval(self) -> float:
         return self.ctx.config.asr_interval_s * asr_interval_factor(self.ctx.scheduler.level)
 
-    def _send(self, utt: int, new: list[Word], *, final: bool) -> None:
+    def _send(self, utt: int, new: list[Word], *, final: bool, settled: bool = False) -> None:
         ctx = self.ctx
         partial = [] if final else self.online.partial
         last = self.committed[-1].end if self.committed else self.start
         end = partial[-1].end if partial else last
         ctx.emit(Transcript(utt, span(self.start, end), ctx.clock.now_ns(), tuple(new),
                             tuple(partial)))
-        if new or final:
+        if new or final or settled:  # settled: the translator may commit its draft now
             text = "".join(w.text for w in self.committed).strip()
-            self.out.put(SourceText(utt, text, span(self.start, last), final, self.trace))
+            self.out.put(SourceText(utt, text, span(self.start, last), final, self.trace,
+                                    settled))

@@ -6,7 +6,7 @@ Without a text engine (Whisper translated into English itself) the source is the
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from babelcall.engines.mt.incremental import IncrementalTranslator
@@ -32,11 +32,12 @@ class TargetText:
 
 def latest_per_phrase(items: list[SourceText]) -> list[SourceText]:
     """Each phrase's latest source contains its earlier ones: translate only that (a phrase's
-    final source is never dropped)."""
+    final source is never dropped; a settled one passes its settling on)."""
     todo: list[SourceText] = []
     for item in items:
         if todo and todo[-1].utt == item.utt and not todo[-1].final:
-            todo[-1] = item
+            settled = item.settled or todo[-1].settled
+            todo[-1] = replace(item, settled=settled)
         else:
             todo.append(item)
     return todo
@@ -72,7 +73,8 @@ class TranslateStage(Stage):
             trace = CallTrace()
             try:
                 step = await ctx.timed("mt", ctx.scheduler.translate(
-                    functools.partial(self.mt.update, src.text, final=src.final),
+                    functools.partial(self.mt.update, src.text, final=src.final,
+                                      settled=src.settled),
                     deadline_ns=ctx.deadline("mt", src.span.end, final=src.final),
                     trace=trace))
                 new, draft = step.new_committed, step.draft

@@ -88,6 +88,17 @@ def test_clause_boundary_commits_the_hypothesis():
     assert mt.update("Well, I think", final=True) == MtStep(" pienso", "Bien, pienso", "", True)
 
 
+def test_a_settled_source_commits_the_hypothesis_and_the_sentence_goes_on():
+    """At a pause the recogniser commits every word it heard: the translation of it is
+    committed too (as at a clause end), without starting a new sentence."""
+    engine = Scripted(SCRIPT)
+    mt = IncrementalTranslator(engine, "en", "es")
+    assert mt.update("the black").new_committed == ""  # no agreement yet
+    assert mt.update("the black", settled=True) == MtStep("el negro", "el negro", "", False)
+    step = mt.update("the black cat sleeps", final=True)
+    assert step.committed.startswith("el negro") and step.final  # never rewritten
+
+
 def test_final_commits_everything_at_once():
     mt = IncrementalTranslator(Scripted({"hello world": "hola mundo"}), "en", "es")
     assert mt.update("hello world", final=True) == MtStep("hola mundo", "hola mundo", "", True)
