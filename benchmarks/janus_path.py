@@ -68,7 +68,8 @@ async def _one(engines: Engines, server: JanusServer, bot: JoinBot, listener: Li
     conn, _ = await human(server, ROOM, name, track)
     try:
         rec = await listener.record(f"babelcall: {name} → {target}")
-        await asyncio.wait_for(track.finished.wait(), 120)
+        async with asyncio.timeout(120):
+            await track.finished.wait()
         assert bot.bot is not None
         interps = [it for s in bot.bot.served.values() if s.publisher.display == name
                    for it in s.interpreters.values()]

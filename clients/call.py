@@ -114,7 +114,8 @@ class Caller:
             self.location = urljoin(self.url, resp.headers.get("Location", ""))
         await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
         except TimeoutError:
             await self.hang_up()
             raise BabelcallError(f"the call did not connect within {timeout:.0f} s "
@@ -133,7 +134,8 @@ class Caller:
         await asyncio.sleep(0.3)  # the last input frames are still on the way
         if self.send({"type": "end"}):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.done.wait(), drain_timeout)
+                async with asyncio.timeout(drain_timeout):
+                    await self.done.wait()
         done = next((r for r in self.records if r.get("type") == "done"), {})
         if "out_pts" in done:  # wait until we have received everything the server sent
             deadline = time.monotonic() + 30
@@ -146,7 +148,7 @@ class Caller:
     async def hang_up(self) -> None:
         import aiohttp
 
-        from babelcall.transports.tasks import cancel_and_wait
+        from babelcall.realtime.tasks import cancel_and_wait
 
         if self.location:
             with contextlib.suppress(aiohttp.ClientError, OSError):

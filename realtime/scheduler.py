@@ -34,6 +34,7 @@ from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.policy import shed_level
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.realtime.types import Word
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,7 @@ class Lane:
         self._stopped = True
         in_flight = self._running  # the worker's own cleanup forgets it once cancelled
         if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
         for job in self._jobs + in_flight:
             _fail(job.future, BabelcallError("scheduler stopped"))
         self._jobs.clear()

@@ -38,6 +38,7 @@ from babelcall.realtime.stages import (
     Stage,
     TranslateStage,
 )
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.realtime.types import Event
 
 __all__ = ["Session", "SessionConfig"]
@@ -135,9 +136,7 @@ class Session:
     async def close(self) -> None:
         """Stop (peer gone, or done): cancel the stages, wait for them, free the slot."""
         self._ended = True
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._events.put_nowait(_DONE)
         self.scheduler.release(self)
 

@@ -20,10 +20,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from babelcall.realtime.errors import BabelcallError, SessionClosed
 from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.session import Session
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.realtime.types import Event, PhraseTiming, SynthAudio
 from babelcall.transports.inbound import Inbound
 from babelcall.transports.media import Mixer, MixerInput, Upsampler
-from babelcall.transports.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]
@@ -101,7 +101,8 @@ class Link:
             self.ending = True
             await self.session.end()
         try:
-            await asyncio.wait_for(self.finished.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.finished.wait()
         except TimeoutError:
             return False
         return True

@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.audio import Resampler, frame_from_array
 from babelcall.realtime.clock import Clock, SystemClock
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.tracks import FRAME, TRACK_PREFIX, WIRE_RATE, OpusTrack, Pacer
 
 __all__ = ["FRAME", "WIRE_RATE", "Mixer", "MixerInput", "Output", "Upsampler"]
@@ -250,8 +251,7 @@ class Output:
         self._subscribers.clear()
         self.mixer.stop()
         if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
+            await cancel_and_wait([self._pump])
 
 
 class Upsampler:

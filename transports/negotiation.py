@@ -27,8 +27,8 @@ from aiortc import RTCRtpCodecParameters, RTCSessionDescription, sdp
 from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.peer import Peer
-from babelcall.transports.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +70,16 @@ class Negotiator:
     async def _run(self) -> None:
         pc = self.peer.pc
         try:
-            await asyncio.wait_for(self.channel_open.wait(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                await self.channel_open.wait()
             while self._dirty and pc.connectionState not in ("closed", "failed"):
                 self._dirty = False
                 await pc.setLocalDescription(await offer_in_step(pc))
                 self._answer = asyncio.get_running_loop().create_future()
                 self.peer.send({"type": "offer", "sdp": pc.localDescription.sdp,
                                 **self.extra()})
-                sdp = await asyncio.wait_for(self._answer, self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    sdp = await self._answer
                 await pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
                 self.rounds += 1
                 if self.on_done is not None:

@@ -183,7 +183,8 @@ class Peer:
 
     async def _watch_connect(self) -> None:
         try:
-            await asyncio.wait_for(self.connected.wait(), self.connect_timeout_s)
+            async with asyncio.timeout(self.connect_timeout_s):
+                await self.connected.wait()
         except TimeoutError:
             log.warning("peer %s did not connect within %.0f s (%s); closing", self.id,
                         self.connect_timeout_s, failure_cause(self.pc, self._certificate))

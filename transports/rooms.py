@@ -41,6 +41,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.audio import Resampler
 from babelcall.realtime.errors import UnsupportedLanguage
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.hub import Hub
 from babelcall.transports.lag import DEFAULT_PRIOR_S, LagTracker, Playout, ViewerDelay
 from babelcall.transports.link import Link
@@ -48,7 +49,6 @@ from babelcall.transports.media import WIRE_RATE, MixerInput, Output
 from babelcall.transports.negotiation import Negotiator
 from babelcall.transports.peer import Peer
 from babelcall.transports.signaling import Offer, SignalingError
-from babelcall.transports.tasks import cancel_and_wait
 from babelcall.transports.tracks import DelayedTrack
 from babelcall.transports.video import PassthroughUnavailable, VideoFeed, VideoLine, same_codec
 

@@ -32,7 +32,7 @@ from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.clock import Clock, SystemClock
-from babelcall.transports.tasks import cancel_and_wait
+from babelcall.realtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 RTP_TIME_BASE = fractions.Fraction(1, 90000)

@@ -36,6 +36,7 @@ from aiohttp import WSMsgType, web
 from babelcall.realtime.clock import Clock
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.playout import PlayoutClock
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.realtime.types import SynthAudio
 from babelcall.transports.hub import HUB
 from babelcall.transports.link import Link
@@ -141,8 +142,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         unregister()
         if link is not None:
             await link.close()
-        writer.cancel()
-        await asyncio.gather(writer, return_exceptions=True)
+        await cancel_and_wait([writer])
     return ws
 
 
@@ -152,7 +152,8 @@ async def _refuse(ws: web.WebSocketResponse, out: asyncio.Queue[str | bytes | No
     out.put_nowait(json.dumps({"type": "error", "error": exc.code, "message": str(exc)}))
     out.put_nowait(None)
     with contextlib.suppress(TimeoutError):  # a client that stopped reading gets no reason
-        await asyncio.wait_for(writer, 2.0)
+        async with asyncio.timeout(2.0):
+            await writer
     await ws.close(code=exc.close_code, message=exc.code.encode()[:100])
 
 

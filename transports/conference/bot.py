@@ -32,6 +32,7 @@ from aiortc.contrib.media import MediaRelay
 from babelcall.engines.registry import Engines
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.scheduler import Overloaded, Scheduler
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.conference.base import (
     ConferenceError,
     ConnectionLost,
@@ -168,9 +169,8 @@ class RoomBot:
         served = self.served.pop(feed, None)
         if served is None:
             return
-        if served.task is not None and not served.task.done():
-            served.task.cancel()
-            await asyncio.gather(served.task, return_exceptions=True)
+        if served.task is not None:
+            await cancel_and_wait([served.task])
         freed = len(served.interpreters)
         await self._release(served)
         log.info("room %s: %r left; %d session(s) freed", self.room.room,
@@ -288,8 +288,7 @@ class JoinBot:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
         await self._teardown()
         await self.runtime.close()
 
@@ -412,14 +411,13 @@ class Worker:
         for c in claims:
             c.task.cancel()
             await c.room.abort(hang)
-        await asyncio.gather(*(c.task for c in claims), return_exceptions=True)
+        await cancel_and_wait(c.task for c in claims)
         await asyncio.gather(*(c.bot.stop() for c in claims), return_exceptions=True)
         await self.runtime.close()
 
     async def _cancel_loop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_and_wait([self._task])
 
     # -- claims -------------------------------------------------------------------------
     def has_capacity(self) -> bool:
@@ -488,7 +486,6 @@ class Worker:
         claim = self.claims.pop(room, None)
         if claim is None:
             return
-        claim.task.cancel()
-        await asyncio.gather(claim.task, return_exceptions=True)
+        await cancel_and_wait([claim.task])
         await claim.bot.stop()
         await claim.room.leave()

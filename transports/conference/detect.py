@@ -39,7 +39,8 @@ async def probe_language(track: MediaStreamTrack, scheduler: Scheduler, candidat
 
     try:
         while voiced < speech_s and left_s() > 0:
-            frame = await asyncio.wait_for(track.recv(), max(0.1, left_s()))
+            async with asyncio.timeout(max(0.1, left_s())):
+                frame = await track.recv()
             seconds = frame.samples / frame.sample_rate
             block = resampler.push(frame)
             kept.append((frame, block))

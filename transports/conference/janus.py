@@ -28,6 +28,7 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.conference.base import (
     Attendee,
     ConferenceError,
@@ -44,7 +45,6 @@ from babelcall.transports.conference.base import (
     Subscription,
 )
 from babelcall.transports.peer import ice_configuration
-from babelcall.transports.tasks import cancel_and_wait
 from babelcall.transports.tracks import OpusTrack
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,8 @@ class JanusSession:
                 self._lost(f"send failed: {exc}")
                 raise ConnectionLost(f"the connection to Janus at {self.url} is lost") from exc
             try:
-                reply = await asyncio.wait_for(fut, timeout_s or self.request_timeout_s)
+                async with asyncio.timeout(timeout_s or self.request_timeout_s):
+                    reply = await fut
             except TimeoutError:
                 raise JanusError(f"{what}: Janus at {self.url} did not answer within "
                                  f"{timeout_s or self.request_timeout_s:.0f} s") from None

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.conference.base import Feed, PublisherJoined, Subscription
 from babelcall.transports.conference.janus import JanusRoom
 
@@ -210,7 +211,7 @@ class Listener:
 
     async def close(self) -> None:
         if self._watch is not None:
-            self._watch.cancel()
+            await cancel_and_wait([self._watch])
         await self.conn.leave()
 
 
