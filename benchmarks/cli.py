@@ -95,6 +95,9 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         from babelcall.benchmarks.janus_path import run_janus
 
         janus = await run_janus(engines, clips, args.source, args.target)
+    if engines.asr_task(args.source, args.target) == "translate":
+        for s in [*streaming, *(webrtc or []), *(janus or [])]:
+            s.wer = None  # the session's "transcript" is Whisper's English, not the source
     cascade = [R.run_cascade(engines, c, args.source, args.target) for c in clips]
     refs = [c.tgt_ref for c in clips] if any(c.tgt_ref for c in clips) else None  # round trip
     stage_rtf: dict[str, float] = {}

@@ -105,7 +105,7 @@ class ClipScore:
     start_offset_ms: float | None
     end_offset_ms: float | None
     laal_ms: float | None
-    wer: float
+    wer: float | None  # None: Whisper translated, no source transcript to score
     source_text: str
     target_text: str
     heard_text: str
@@ -191,6 +191,7 @@ def aggregate(scores: list[ClipScore], tgt_refs: list[str] | None) -> dict[str, 
         bleu, chrf = bleu_chrf([s.target_text for s in scores], tgt_refs)
         ableu, achrf = bleu_chrf([s.heard_text for s in scores], tgt_refs)
     vals = [s.laal_ms for s in scores if s.laal_ms is not None]
+    wers = [s.wer for s in scores if s.wer is not None]
     sims = [s.similarity for s in scores if s.similarity is not None]
     return {
         "first_audio_ms": M.percentiles(lat),
@@ -199,7 +200,7 @@ def aggregate(scores: list[ClipScore], tgt_refs: list[str] | None) -> dict[str, 
         "end_offset_ms": M.percentiles([s.end_offset_ms for s in scores
                                         if s.end_offset_ms is not None]),
         "laal_ms": M.percentiles(vals),
-        "wer": round(float(np.mean([s.wer for s in scores])), 3) if scores else None,
+        "wer": round(float(np.mean(wers)), 3) if wers else None,
         "bleu": bleu, "chrf": chrf, "asr_bleu": ableu, "asr_chrf": achrf,
         "speaker_similarity": round(float(np.mean(sims)), 3) if sims else None,
         "heard_after_ms": M.percentiles([x for s in scores for x in s.heard_after_ms]),

@@ -77,3 +77,13 @@ def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
     assert "Voice ablation" in table and "fast replay" in table
     assert (tmp_path / "latency_cdf.png").stat().st_size > 1000
     assert results["markdown"].startswith("### babelcall bench")
+
+
+def test_source_wer_leaves_out_sessions_that_had_no_source_transcript():
+    from babelcall.benchmarks.run import ClipScore, aggregate
+
+    def clip(wer):
+        return ClipScore("c", 1.0, [], None, None, None, wer, "src", "hola", "hola")
+
+    assert aggregate([clip(0.2), clip(None)], ["hola", "hola"])["wer"] == pytest.approx(0.2)
+    assert aggregate([clip(None)], ["hola"])["wer"] is None  # Whisper translated: no WER
