@@ -25,6 +25,7 @@ MIN_SPEECH_S = 2.5  # speech audio before a first profile
 MIN_VOICED_S = 1.0  # ... of which pitched (voiced) frames
 MAX_SPEECH_S = 12.0  # analysis stops here: later speech changes nothing
 REFRESH_S = 1.5  # re-analyse after this much new speech
+RETRY_S = 0.5  # ... or this much while no profile was found (nothing to lose: try sooner)
 MIN_F0_SPREAD = 1.03  # p90/p10 of a speaker's f0 is wider than this; a steady tone is not
 MIN_RATE_SPAN_S = 1.0  # speaking-rate input shorter than this (in total) is ignored
 
@@ -90,6 +91,7 @@ class ProfileBuilder:
         self._min = int(min_speech_s * rate)
         self._max = int(max_speech_s * rate)
         self._refresh = int(refresh_s * rate)
+        self._retry = int(min(RETRY_S, refresh_s) * rate)
         self._blocks: list[np.ndarray] = []
         self._buffered = 0
         self._analysed = 0  # buffered samples at the last analysis
@@ -149,9 +151,12 @@ class ProfileBuilder:
         return self._words / self._word_s
 
     def _due(self) -> bool:
-        """Enough new speech since the last analysis for another (caller holds the lock)."""
+        """Enough new speech since the last analysis for another (caller holds the lock).
+        While none was found (too few pitched frames in the first seconds), sooner: a short
+        first phrase must not end before the speaker is profiled."""
+        refresh = self._refresh if self._profile is not None else self._retry
         return self._buffered >= self._min and (
-            self._analysed == 0 or self._buffered - self._analysed >= self._refresh
+            self._analysed == 0 or self._buffered - self._analysed >= refresh
             or (self._buffered >= self._max and self._analysed < self._max))
 
     @property

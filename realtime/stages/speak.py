@@ -244,12 +244,17 @@ class SpeakStage(Stage):
 
     async def _voice_for(self, utt: int, src: Span, deadline_ns: int
                          ) -> tuple[VoiceProfile | None, str | None]:
-        """Profile and base voice for a phrase, fixed at its first piece; a change of voice
-        (or of why it is not converted) is said in a VoiceChosen event."""
-        if self._phrase_voice[0] != utt:
-            ctx = self.ctx
+        """Profile and base voice for a phrase, fixed at its first piece — except that a
+        phrase begun before the speaker could be profiled takes the profile at its next clause
+        once it exists (a woman's long first phrase is not all said in the default man's
+        voice). A change of voice (or of why it is not converted) is said in VoiceChosen."""
+        ctx = self.ctx
+        builder = ctx.profile
+        fixed_utt, fixed_profile, _ = self._phrase_voice
+        profiled_now = fixed_utt == utt and fixed_profile is None and builder is not None \
+            and builder.latest is not None
+        if fixed_utt != utt or profiled_now:
             profile, voice = None, ctx.config.voice
-            builder = ctx.profile
             if builder is not None:
                 profile = builder.latest  # analysed ahead by the listen stage
                 if profile is None and builder.due:  # not yet: this phrase would lose it

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import load_clip
 
 from babelcall.engines.voice import pitch
 from babelcall.engines.voice.profile import MAX_SPEECH_S, ProfileBuilder, analyse
@@ -87,6 +88,21 @@ def test_builder_waits_for_enough_speech_then_refines_and_stops():
     t = time.process_time()
     b.add(pcm)
     assert b.profile is capped and time.process_time() - t < 0.05
+
+
+def test_builder_retries_sooner_while_it_has_found_no_voice():
+    """fleurs-en-004 is one 4 s phrase: its first 2.5 s hold too few pitched frames for a
+    profile; the rest of the phrase must still make one (not wait for 1.5 s more speech)."""
+    pcm = load_clip("fleurs-en-004")
+    b = ProfileBuilder()
+    b.add(pcm[: int(2.5 * RATE)])
+    assert b.profile is None
+    b.add(pcm[int(2.5 * RATE): int(3.1 * RATE)])  # 0.6 s more: a retry, not a refresh
+    assert b.due
+    found = b.profile
+    assert found is not None and found.f0_median > 165  # a woman's voice
+    b.add(pcm[int(3.1 * RATE): int(3.7 * RATE)])
+    assert not b.due  # found: now only every REFRESH_S
 
 
 @pytest.mark.parametrize("kind", ["zeros", "hiss", "loud_noise", "hum", "tone"])

@@ -130,3 +130,63 @@ def test_the_voice_and_why_it_is_not_converted_are_said_once():
     assert len(chosen) == 1 and not chosen[0].converted
     assert chosen[0].reason == "voice cloning off"
     assert any(isinstance(e, SynthAudio) for e in events)
+
+
+def test_a_phrase_begun_before_the_profile_takes_it_at_its_next_clause(monkeypatch):
+    """A caller's first phrase starts playing before there is enough of their speech to
+    profile; once the profile exists, the rest of that phrase is spoken in their voice (not
+    all of it in the default one), and the change is said."""
+    from babelcall.engines.voice.base import VoiceDecision
+    from babelcall.engines.voice.profile import VoiceProfile
+    from babelcall.realtime import session as session_module
+
+    her = VoiceProfile(f0_median=220.0, f0_p10=180.0, f0_p90=260.0, loudness_db=-20.0,
+                       speech_s=3.0, voiced_s=2.0)
+
+    class LateBuilder:  # the profile appears when the test says so
+        ready = False
+
+        def __init__(self, **_):
+            self.heard_enough = True
+
+        def add(self, pcm):
+            pass
+
+        def add_words(self, words):
+            pass
+
+        due = property(lambda self: False)
+        latest = property(lambda self: her if LateBuilder.ready else None)
+        profile = latest
+
+    class Cloner:
+        name = "test"
+        converted = 0
+
+        def decide(self, profile, voices):
+            if profile is None:  # the profile is analysed while the first clause is spoken
+                LateBuilder.ready = True
+                return VoiceDecision(None, False, "no voice profile yet")
+            return VoiceDecision("her", True, "converted")
+
+        def apply(self, pcm, rate, profile, *, voice=None):
+            Cloner.converted += profile is not None
+            return pcm
+
+    monkeypatch.setattr(session_module, "ProfileBuilder", LateBuilder)
+
+    async def go():
+        engines = fake_engines()
+        engines.cloner = Cloner()
+        session = Session(fake_scheduler(engines), SessionConfig("en", "es"))
+        session.start()
+        feed(session, tone_phrases(8.0))  # one phrase: 16 words, three clauses
+        return await finish(session)
+
+    events = asyncio.run(go())
+    chosen = [e for e in events if e.kind == "voice"]
+    assert [(e.utt, e.converted, e.voice) for e in chosen] == [(0, False, None), (0, True, "her")]
+    said = [e.text for e in events if isinstance(e, SynthAudio)]
+    first = said[0]
+    assert said[-1] != first  # the phrase went on after its first clause ...
+    assert Cloner.converted == len([t for t in said if t != first])  # ... in the caller's voice
