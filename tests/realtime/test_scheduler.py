@@ -270,7 +270,10 @@ async def drive(sessions, audio, clock, frame=320):
 def test_sessions_share_engines_and_their_asr_calls_are_batched():
     class SlowAsr(CountingAsr):
         def transcribe_batch(self, audios, *, language, prompts=None, task="transcribe"):
-            time.sleep(0.05)  # long enough for the other sessions' calls to queue up
+            if not self.batch_sizes:  # the first call lasts until other sessions' calls wait
+                deadline = time.monotonic() + 5
+                while self.sched.asr.depth < 2 and time.monotonic() < deadline:
+                    time.sleep(0.001)
             self.batch_sizes.append(len(audios))
             return [self.transcribe(a, language=language) for a in audios]
 
@@ -278,7 +281,7 @@ def test_sessions_share_engines_and_their_asr_calls_are_batched():
         asr = SlowAsr()
         asr.batch_sizes = []
         clock = FakeClock()
-        sched = Scheduler(fake_engines(asr=asr), clock=clock)
+        sched = asr.sched = Scheduler(fake_engines(asr=asr), clock=clock)
         await sched.start()
         sessions = [Session(sched, SessionConfig("en", "es")) for _ in range(4)]
         outs = await drive(sessions, tone_phrases(3.0), clock)
