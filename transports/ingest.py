@@ -18,6 +18,7 @@ from typing import Any
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
+from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.hub import Hub
 from babelcall.transports.interpreter import Interpreter
 from babelcall.transports.lag import LagTracker
@@ -160,9 +161,7 @@ class Ingest:
             return
         self.closed = True
         self.hub.drop_call(self.id)
-        for task in list(self._tasks):
-            if task is not asyncio.current_task():
-                task.cancel()
+        await cancel_and_wait(list(self._tasks))
         await self.interpreter.stop()
         await self.peer.close()  # the caller's video ends: viewers still see what is delayed
         delayed = [t for _, tracks in self.viewers.values() for t in tracks

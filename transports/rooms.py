@@ -190,9 +190,7 @@ class Participant:
                 self.peer.send({"type": "video", "delays": delays, "live": self.live_video})
 
     async def stop(self) -> None:
-        for _lane, task in self.voices.values():
-            task.cancel()
-        await cancel_and_wait(self._tasks)
+        await cancel_and_wait([*self._tasks, *(task for _, task in self.voices.values())])
         await self.negotiator.stop()
         for _, line in self.lines:
             line.stop()
