@@ -29,7 +29,6 @@ HOPS: tuple[tuple[str, str], ...] = (
     ("sent", "first RTP packet sent"),
     ("heard", "received and decoded"),
 )
-ORDER = {name: i for i, (name, _) in enumerate(HOPS)}
 ORIGIN = "last_word"  # arrival of the end of the phrase's last recognised word
 FELT = ("playing", "heard")  # what the listener feels: the last of these that is known
 
