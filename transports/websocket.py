@@ -143,6 +143,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         if link is not None:
             await link.close()
         await cancel_and_wait([writer])
+        await ws.linger()  # a refused client reads its close frame before the socket goes
     return ws
 
 

@@ -16,10 +16,19 @@
   frame headers as they pass to aiohttp's parser and fails the socket with 1002 on the first
   unmasked frame. It reaches into aiohttp's private ``_post_start``/``_payload_parser``
   (checked against aiohttp 3.9-3.14); if those change, the guard switches itself off with a
-  warning and tests/transports/test_fuzz.py fails on its unmasked-frame cases."""
+  warning and tests/transports/test_fuzz.py fails on its unmasked-frame cases.
+- **Lingering close.** aiohttp refuses a message over ``max_msg_size`` from its frame header,
+  while the client is still sending the payload, writes its close frame and closes the socket
+  at once. Closing a TCP socket with unread data (or data still arriving) makes the kernel
+  answer with a reset, and a client that had not yet read the close frame loses it: it sees an
+  abnormal close (1006) instead of 1009. ``StrictWebSocketResponse`` half-closes instead (FIN
+  after the close frame), keeps reading and discarding, and ``linger()`` closes the socket
+  once the client has closed its side (or after ``LINGER_S``), as HTTP servers do."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 from typing import Any
@@ -30,6 +39,7 @@ from aiohttp.http_websocket import WebSocketError
 
 log = logging.getLogger(__name__)
 CLIENT_TIMEOUT_S = 10.0
+LINGER_S = 2.0  # how long a refused client has to read our close frame and hang up
 _REASONS = {1001: "going away", 1002: "protocol error", 1003: "unsupported data",
             1007: "invalid payload data", 1008: "policy violation", 1009: "message too big",
             1011: "internal error"}
@@ -109,7 +119,36 @@ class _MaskCheck:
 
 class StrictWebSocketResponse(web.WebSocketResponse):
     """aiohttp's WebSocket with masked client frames enforced, and a reason on every error
-    close (aiohttp closes a broken stream with its code but an empty reason)."""
+    close (aiohttp closes a broken stream with its code but an empty reason), closed
+    lingering after a refused frame (the handler awaits ``linger()`` before it returns)."""
+
+    _lingering: Any = None  # the transport half-closed after a refused frame
+
+    def _close_transport(self) -> None:
+        """After a refused frame (the reader failed) half-close instead of closing: see the
+        module's "Lingering close". A clean close handshake closes at once, as aiohttp does."""
+        reader = getattr(self, "_reader", None)
+        req = getattr(self, "_req", None)
+        transport = req.transport if req is not None else None
+        if transport is None or reader is None or reader.exception() is None \
+                or transport.is_closing():
+            super()._close_transport()
+            return
+        self._lingering = transport
+        if transport.can_write_eof():  # TLS cannot half-close: the close frame must do
+            transport.write_eof()
+
+    async def linger(self, timeout_s: float = LINGER_S) -> None:
+        """Close a half-closed socket once the client has closed its side, or after
+        ``timeout_s``; what it still sends meanwhile is read and dropped by aiohttp."""
+        transport, self._lingering = self._lingering, None
+        if transport is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while not transport.is_closing():  # the client's FIN closes it
+                    await asyncio.sleep(0.02)
+        transport.close()
 
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"",
                     drain: bool = True) -> bool:

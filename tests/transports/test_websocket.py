@@ -2,6 +2,7 @@
 captions out, ``end`` drains; and every kind of bad input gets a JSON error and a clean close."""
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
@@ -120,3 +121,45 @@ def test_websocket_bad_input_gets_an_error_and_a_clean_close(engines, url, first
     errors = [m for m in msgs if m["type"] == "error"]
     assert errors and errors[-1]["error"] == code and errors[-1]["message"], msgs
     assert close_code == close
+
+
+OVERSIZE = 2 * 1024 * 1024  # 2 MiB: over aiohttp's max_msg_size (4x the binary limit)
+
+
+@pytest.mark.parametrize("opcode", ["text", "binary"])
+def test_oversize_message_always_gets_1009_with_a_reason(engines, opcode):
+    """A 2 MiB message is refused while the client is still sending it (aiohttp fails on the
+    frame header). The close frame must reach the client every time: the server lingers,
+    reading what is still in flight, instead of closing the socket under unread data (a TCP
+    reset that discards the close frame: the client saw 1006). Both as the first message
+    (before a config) and after ready, several times over."""
+    from fuzz_wire import BINARY, TEXT, RawWebSocket, frame
+
+    data = frame(TEXT if opcode == "text" else BINARY,
+                 b"a" * OVERSIZE if opcode == "text" else bytes(OVERSIZE))
+
+    async def one(port: int, path: str) -> tuple[int | None, str]:
+        ws = await RawWebSocket.open(port, path)
+        if "?" in path:  # configured on the URL: ready first
+            _, ready = await ws.next_frame()
+            assert json.loads(ready)["type"] == "ready"
+        # as over a real network: the frame's header is there long before its last byte,
+        # and nothing is read until the whole message is sent
+        with contextlib.suppress(ConnectionError):
+            for i in range(0, len(data), 64 * 1024):
+                ws.writer.write(data[i:i + 64 * 1024])
+                await ws.writer.drain()
+                await asyncio.sleep(0.001)
+        out = await ws.until_close(10)
+        return out.close_code, out.close_reason
+
+    async def main():
+        async with running_server(engines) as srv:
+            port = int(srv.url.rsplit(":", 1)[1])
+            got = [await one(port, path) for _ in range(4)
+                   for path in ("/ws", "/ws?source=en&target=es")]
+            await until(lambda: not srv.hub.scheduler.sessions, 10, "the sessions to be freed")
+            return got
+
+    for code, reason in asyncio.run(main()):
+        assert code == 1009 and reason, (code, reason)
