@@ -32,6 +32,7 @@ import numpy as np
 from babelcall.engines.registry import Engines
 from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.clock import Clock, SystemClock
+from babelcall.realtime.cost import CostLedger
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.policy import shed_level
 from babelcall.realtime.tasks import cancel_and_wait
@@ -136,10 +137,15 @@ class Lane:
 
     def __init__(self, name: str, run_batch: RunBatch = run_calls, *, clock: Clock,
                  max_batch: int = 8, timeout_s: float = 30.0,
-                 gate: ComputeGate | None = None) -> None:
+                 gate: ComputeGate | None = None, ledger: CostLedger | None = None,
+                 cost_stage: str | None = None) -> None:
+        """``ledger``: where each call's CPU time goes, under ``cost_stage`` (default the
+        lane's name) less what the engine charges to stages of its own (realtime/cost.py)."""
         self.name = name
         self.gate = gate
         self.run_batch = run_batch
+        self.ledger = ledger
+        self.cost_stage = cost_stage or name
         self.clock = clock
         self.max_batch = max_batch
         self.timeout_s = timeout_s
@@ -219,6 +225,13 @@ class Lane:
         self._jobs = [j for j in self._jobs if id(j) not in chosen]
         return batch
 
+    def _metered(self, key: Hashable, payloads: list[Any]) -> list[Any]:
+        """The batch on the lane's thread, its CPU time counted where a ledger is given."""
+        if self.ledger is None:
+            return self.run_batch(key, payloads)
+        with self.ledger.measure(self.cost_stage):
+            return self.run_batch(key, payloads)
+
     async def _work(self) -> None:
         while True:
             while not self._jobs:
@@ -248,7 +261,7 @@ class Lane:
         for job in batch:
             if job.trace is not None:
                 job.trace.started_ns = started
-        call = loop.run_in_executor(self._executor, self.run_batch, batch[0].key,
+        call = loop.run_in_executor(self._executor, self._metered, batch[0].key,
                                     [j.payload for j in batch])
         timer = asyncio.ensure_future(self.clock.sleep(self.timeout_s))
         try:
@@ -305,14 +318,16 @@ class Scheduler:
         self.sessions: set[object] = set()
         self._level = 0
         self.gate = ComputeGate(compute_slots or default_compute_slots())
-        gated = {"clock": self.clock, "timeout_s": timeout_s, "gate": self.gate}
+        self.cost = CostLedger()
+        common = {"clock": self.clock, "timeout_s": timeout_s, "ledger": self.cost}
+        gated = {**common, "gate": self.gate}
         self.asr = Lane("asr", self._asr_batch, max_batch=max_batch, **gated)
         heavy_mt = getattr(engines.translator, "shares_compute", True)
-        self.mt = Lane("mt", clock=self.clock, timeout_s=timeout_s,
-                       gate=self.gate if heavy_mt else None)
-        self.tts = Lane("tts", **gated)
-        self.voice = Lane("voice", **gated)  # speaker profiling (numpy analysis)
-        self.vad = Lane("vad", clock=self.clock, timeout_s=timeout_s)  # tiny; never waits
+        self.mt = Lane("mt", **common, gate=self.gate if heavy_mt else None)
+        # a TTS step is Kokoro (charged to "tts" by the engine) then the voice conversion
+        self.tts = Lane("tts", **gated, cost_stage="voice_conversion")
+        self.voice = Lane("voice", **gated, cost_stage="voice_analysis")  # speaker profiling
+        self.vad = Lane("vad", **common)  # tiny; never waits
         self.lanes = (self.asr, self.mt, self.tts, self.voice, self.vad)
         self._started = False
 
@@ -394,7 +409,8 @@ class Scheduler:
                     ("mean_batch", round(lane.stats.mean_batch, 2)),
                     ("busy_s", round(lane.stats.busy_s, 2)),
                     ("lateness_s", round(lane.lateness(), 3)),
-                    ("timeouts", lane.stats.timeouts))}}
+                    ("timeouts", lane.stats.timeouts))},
+                "cost": self.cost.snapshot()}
 
     # -- batch runner (on the ASR lane's thread) --------------------------------------------
     def _asr_batch(self, key: Hashable, payloads: list[Any]) -> list[Any]:

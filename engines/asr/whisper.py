@@ -19,6 +19,7 @@ import ctranslate2
 import numpy as np
 
 from babelcall.engines.models import resolve
+from babelcall.realtime.cost import charge, native_threads
 from babelcall.realtime.errors import EngineUnavailable, ModelNotFound, UnsupportedLanguage
 from babelcall.realtime.types import Word
 
@@ -60,11 +61,19 @@ class FasterWhisperAsr:
 
         path = resolve(model, required=("model.bin", "config.json"), models=models_dir)
         threads = cpu_threads or min(4, os.cpu_count() or 1)
+        before = native_threads()
         try:
             self._model = WhisperModel(str(path), device=device, compute_type=compute_type,
                                        cpu_threads=threads)
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelNotFound(f"could not load Whisper model from {path}: {exc}") from exc
+        if threads > 1:  # CTranslate2 starts its OpenMP pool at the first computation
+            self._model.model.encode(ctranslate2.StorageView.from_array(
+                np.zeros((1, self._model.feature_extractor.mel_filters.shape[0], 200),
+                         np.float32)))
+        # CTranslate2 computes on worker threads of its own, never on the caller's: the cost
+        # account (realtime/cost.py) reads their CPU clocks
+        self.cpu_threads = frozenset(native_threads() - before)
         self.model_name = str(model)
         self.options = options or WhisperOptions()
         self._lock = threading.Lock()
@@ -81,7 +90,7 @@ class FasterWhisperAsr:
         if not self.multilingual:
             raise UnsupportedLanguage("this Whisper model is English-only: it cannot tell "
                                       "languages apart")
-        with self._lock:
+        with self._lock, charge("asr", threads=self.cpu_threads):
             _, _, probs = self._model.detect_language(audio=np.asarray(audio, np.float32))
         ranked = [(lang, p) for lang, p in probs if candidates is None or lang in candidates]
         if not ranked:
@@ -124,7 +133,7 @@ class FasterWhisperAsr:
         # index -> (audio still to read, prompt, its offset in the buffer in seconds)
         todo = {i: (a, prompts[i], 0.0) for i, a in enumerate(audios)
                 if len(a) >= SAMPLE_RATE // 10}
-        with self._lock:
+        with self._lock, charge("asr", threads=self.cpu_threads):
             for _ in range(MAX_PASSES):
                 if not todo:
                     break

@@ -25,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from babelcall.realtime.cost import charge
 from babelcall.realtime.errors import EngineUnavailable, UnsupportedLanguage
 
 INSTALL_HINT = "apertium is not installed: apt-get install apertium apertium-eng-spa"
@@ -87,6 +88,14 @@ class _Pipeline:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
         self._buf = b""
         self._serial = 0
+        self._pids: list[int] = []
+
+    def pids(self) -> list[int]:
+        """The pipeline's processes (its process group), for the cost account: Apertium's
+        CPU is spent there, not in the calling thread."""
+        if not self._pids and self.alive():
+            self._pids = _process_group(self.proc.pid)
+        return self._pids
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -187,7 +196,7 @@ class ApertiumTranslator:
         if not text:
             return ""
         escaped = _RESERVED.sub(r"\\\1", text)
-        with self._lock_for(mode):
+        with self._lock_for(mode), charge("mt", processes=lambda: self._pids_of(mode)):
             for attempt in range(2):
                 pipe = self._pipes.get(mode)
                 if pipe is None or not pipe.alive():
@@ -201,6 +210,10 @@ class ApertiumTranslator:
                         raise EngineUnavailable(f"apertium {mode} failed: {e}") from e
         out = _UNESCAPE.sub(lambda m: m.group(1) or "", raw)
         return " ".join(_MARKS.sub("", out).split())
+
+    def _pids_of(self, mode: str) -> list[int]:
+        pipe = self._pipes.get(mode)
+        return pipe.pids() if pipe is not None else []
 
     def _lock_for(self, mode: str) -> threading.Lock:
         with self._guard:
@@ -230,3 +243,19 @@ class ApertiumTranslator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _process_group(pgid: int) -> list[int]:
+    """Every process of group ``pgid`` (Linux /proc; empty elsewhere)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 2 and fields[2] == str(pgid):  # state, ppid, pgrp
+            found.append(int(entry.name))
+    return found

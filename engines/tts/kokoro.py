@@ -25,6 +25,7 @@ import numpy as np
 
 from babelcall.engines.models import resolve
 from babelcall.engines.tts.phonemes import Clause, Phonemizer
+from babelcall.realtime.cost import charge, native_threads
 from babelcall.realtime.errors import EngineUnavailable, ModelNotFound
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,15 @@ class KokoroSynth:
         # per second of speech here (1.2 vs 0.95 CPU-s with 2 threads on a busy 2-core box).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         onnx = path / "model.onnx"
+        before = native_threads()
         try:
             self._session = ort.InferenceSession(str(onnx), sess_options=opts,
                                                  providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail...) are bare
             raise ModelNotFound(f"could not load the Kokoro model {onnx}: {exc}") from exc
+        # with more than one intra-op thread, onnxruntime computes on a pool besides the
+        # caller's thread: the cost account (realtime/cost.py) reads their CPU clocks
+        self.cpu_threads = frozenset(native_threads() - before)
         self.model_name = str(model)
         self._phonemizer = Phonemizer(self._vocab)
         self._substituted: set[tuple[str, str]] = set()
@@ -120,12 +125,14 @@ class KokoroSynth:
                                               language))
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise ValueError(f"speed must be within [{MIN_SPEED}, {MAX_SPEED}], got {speed}")
-        clauses = self._phonemizer.clauses(text, language)  # UnsupportedLanguage here
+        with charge("tts"):
+            clauses = self._phonemizer.clauses(text, language)  # UnsupportedLanguage here
         return self._stream(plan(clauses), style, float(speed))
 
     def _stream(self, pieces: list[str], style: np.ndarray, speed: float) -> Iterator[np.ndarray]:
         for piece in pieces:
-            audio = trim_silence(self._infer(piece, style, speed), SAMPLE_RATE)
+            with charge("tts", threads=self.cpu_threads):
+                audio = trim_silence(self._infer(piece, style, speed), SAMPLE_RATE)
             if len(audio):
                 yield audio
 

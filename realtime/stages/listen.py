@@ -39,6 +39,7 @@ class ListenStage(Stage):
         heard: list[Heard] = []
         if blocks:
             pcm = np.concatenate(blocks)
+            self.ctx.scheduler.cost.heard(len(pcm) / self.detector.rate)  # the cost account's
             heard = await self.ctx.timed("vad", detect(functools.partial(self.detector.feed, pcm)))
         if ended:
             heard += await detect(self.detector.flush)
