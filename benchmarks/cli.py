@@ -40,6 +40,9 @@ def register(sub: Any) -> None:
                    help="voice engines compared in the voice ablation (fast replays), "
                         "comma-separated; 'off' is the fixed-voice baseline")
     p.add_argument("--no-voice-ablation", action="store_true", help="skip the voice ablation")
+    p.add_argument("--cost-sessions", type=int, default=2,
+                   help="the cost account also for this many speakers at once (real time; "
+                        "0 or 1: only the single speaker of the in-process run)")
     p.add_argument("--fast", action="store_true",
                    help="quality only: deterministic replays on a simulated clock, scored by an "
                         "independent transcriber (no latency, network paths or sweep)")
@@ -63,6 +66,7 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
     from babelcall.benchmarks.report import markdown, plots
     from babelcall.clients.cli import load_engines
     from babelcall.engines.languages import mt_label
+    from babelcall.realtime.cost import machine_name, per_audio
     from babelcall.realtime.replay import replay
     from babelcall.realtime.scheduler import Scheduler
     from babelcall.realtime.session import SessionConfig
@@ -80,11 +84,14 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
 
     streaming, stream_runs = [], []
     async with Scheduler(engines) as sched:
+        spent0 = sched.cost.cpu_s()  # the cost account of one speaker (realtime/cost.py)
         for clip in clips:
             res = await replay(engines, SessionConfig(args.source, args.target), clip.path,
                                scheduler=sched)
             stream_runs.append(res)
             streaming.append(R.score_stream(engines, clip, res, args.target))
+        account = {"1": per_audio(spent0, sched.cost.cpu_s(),
+                                  sum(r.input_s for r in stream_runs), sched.cost.cores)}
     webrtc = None
     if not args.no_webrtc:
         from babelcall.benchmarks.loopback import run_loopback
@@ -121,8 +128,12 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
            if janus is not None else {}),
         "cost": {"stage_rtf": {k: round(v / max(total_in, 1e-9), 3)
                                for k, v in stage_rtf.items()},
+                 "machine": machine_name(), "account": account,
                  **R.resources(cpu0, wall0)},
     }
+    if args.cost_sessions > 1 and not args.smoke:
+        account[str(args.cost_sessions)] = await R.cost_account(
+            engines, clips, args.source, args.target, sessions=args.cost_sessions)
     if not (args.smoke or args.no_sweep):
         rows = await R.sweep(engines, clips, args.source, args.target,
                              budget_ms=args.budget_ms, max_sessions=args.max_sessions)

@@ -68,6 +68,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", f"Cost (in-process run): real-time factor per stage {rtf or '–'}; "
               f"CPU {cost.get('cpu_percent', '–')} %; peak RSS {cost.get('peak_rss_mib', '–')} "
               "MiB."]
+    lines += cost_table(cost)
     if results.get("sweep"):
         lines += ["", "| concurrent sessions | first audio p50 / p95, ms | max lag, s | "
                       "ASR mean batch |", "|---|---|---|---|"]
@@ -106,6 +107,34 @@ def markdown(results: dict[str, Any]) -> str:
 
         text += ablation_markdown(results["voice_ablation"])
     return text
+
+
+STAGES = ("vad", "asr", "mt", "tts", "voice_conversion", "voice_analysis")
+
+
+def cost_table(cost: dict[str, Any]) -> list[str]:
+    """The cost account (realtime/cost.py): CPU-seconds per second of speech per stage, for
+    one speaker and for several at once, and the share of the machine that is."""
+    account = cost.get("account") or {}
+    runs = [(n, a) for n, a in sorted(account.items(), key=lambda kv: int(kv[0]))
+            if a.get("cpu_per_audio_s")]
+    if not runs:
+        return []
+    stages = [s for s in STAGES if any(s in a["cpu_per_audio_s"] for _, a in runs)]
+    stages += sorted({s for _, a in runs for s in a["cpu_per_audio_s"]} - set(stages))
+    lines = ["", f"Cost account on {cost.get('machine', '?')}: CPU-seconds per second of "
+                 "speech (each model call's threads and processes, by their CPU clocks):", "",
+             "| stage | " + " | ".join(f"{n} speaker{'s' if n != '1' else ''}"
+                                       for n, _ in runs) + " |",
+             "|---" * (len(runs) + 1) + "|"]
+    for stage in stages:
+        lines.append(f"| {stage} | " + " | ".join(
+            str(a["cpu_per_audio_s"].get(stage, "–")) for _, a in runs) + " |")
+    lines.append("| **total** | " + " | ".join(
+        f"**{a['total_cpu_per_audio_s']}**" for _, a in runs) + " |")
+    lines.append("| share of the machine | " + " | ".join(
+        f"{100 * a['share_of_machine']:.0f} %" for _, a in runs) + " |")
+    return lines
 
 
 def waterfall_table(results: dict[str, Any]) -> list[str]:

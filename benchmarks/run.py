@@ -235,6 +235,29 @@ async def sweep(engines: Engines, clips: list[Clip], source: str, target: str, *
     return rows
 
 
+async def cost_account(engines: Engines, clips: list[Clip], source: str, target: str, *,
+                       sessions: int) -> dict[str, Any]:
+    """``sessions`` speakers at once, in real time on one scheduler: round i plays clip i to
+    the first, clip i+1 to the second, ... What the cost account (realtime/cost.py) counted
+    over the rounds, per second of the call (the longest clip of each round): the share of
+    the machine ``sessions`` callers talking at once take."""
+    from babelcall.realtime.cost import per_audio
+
+    async with Scheduler(engines) as sched:
+        before, call_s = sched.cost.cpu_s(), 0.0
+        lags: list[float] = []
+        for i in range(len(clips)):
+            results = await asyncio.gather(*[
+                replay(engines, SessionConfig(source, target),
+                       clips[(i + k) % len(clips)].path, scheduler=sched)
+                for k in range(sessions)])
+            call_s += max(r.input_s for r in results)
+            lags += [x for r in results for x in M.final_clause_latencies(r.records)]
+        account = per_audio(before, sched.cost.cpu_s(), call_s, sched.cost.cores)
+    return {"sessions": sessions, "machine": sched.cost.machine, **account,
+            "final_clause_ms": M.percentiles(lags)}
+
+
 def long_call(clips: list[Clip], seconds: float, path: Path) -> Path:
     """A call of about ``seconds``: the clips one after another, 1 s of silence between."""
     from babelcall.realtime.audio import write_wav

@@ -65,6 +65,9 @@ def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
     assert saved["webrtc"]["chrf"] > 20 and saved["webrtc"]["asr_chrf"] > 15
     assert set(saved["cost"]["stage_rtf"]) >= {"asr", "mt", "tts"}
     assert saved["cost"]["peak_rss_mib"] > 100
+    one = saved["cost"]["account"]["1"]  # the cost account, by the threads' CPU clocks
+    assert {"vad", "asr", "tts"} <= set(one["cpu_per_audio_s"])
+    assert 0 < one["share_of_machine"] and "cores" in saved["cost"]["machine"]
     ablation = saved["voice_ablation"]  # one clip per voice engine, judge-scored
     assert set(ablation["corpus"]) == {"off", "dsp", "praat"}
     assert len(ablation["rows"]) == 3
@@ -75,6 +78,7 @@ def test_bench_smoke_report_is_complete_and_sane(engines, tmp_path):
     table = (tmp_path / "results.md").read_text()
     assert "| BLEU |" in table and "WebRTC loopback" in table and "Janus" in table
     assert "Voice ablation" in table and "fast replay" in table
+    assert "CPU-seconds per second of speech" in table and "share of the machine" in table
     assert (tmp_path / "latency_cdf.png").stat().st_size > 1000
     assert results["markdown"].startswith("### babelcall bench")
 
@@ -87,3 +91,16 @@ def test_source_wer_leaves_out_sessions_that_had_no_source_transcript():
 
     assert aggregate([clip(0.2), clip(None)], ["hola", "hola"])["wer"] == pytest.approx(0.2)
     assert aggregate([clip(None)], ["hola"])["wer"] is None  # Whisper translated: no WER
+
+
+def test_the_cost_table_shows_each_stage_for_one_and_two_speakers():
+    from babelcall.benchmarks.report import cost_table
+
+    run = {"cpu_per_audio_s": {"asr": 0.2, "tts": 0.5}, "total_cpu_per_audio_s": 0.7,
+           "share_of_machine": 0.35}
+    two = {**run, "cpu_per_audio_s": {"asr": 0.3, "tts": 1.0, "mt": 0.01},
+           "share_of_machine": 0.7}
+    lines = cost_table({"machine": "AMD EPYC, 2 cores", "account": {"1": run, "2": two}})
+    assert "AMD EPYC, 2 cores" in lines[1]
+    assert "| asr | 0.2 | 0.3 |" in lines and "| mt | – | 0.01 |" in lines
+    assert lines[-1] == "| share of the machine | 35 % | 70 % |"
