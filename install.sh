@@ -30,5 +30,5 @@ fi
 # Resemblyzer (speaker similarity in the benchmark) needs torch: pin the CPU build first, or pip
 # resolves an unpinned torch to a multi-GB CUDA build.
 python3 -m pip install -q "torch==2.13.0"
-python3 -m pip install -q -e ".[offline,bench,dev]"
+python3 -m pip install -q -e ".[offline,bench,dev,pipecat]"
 babelcall models install
