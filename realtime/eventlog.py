@@ -54,5 +54,5 @@ def event_record(ev: Event, *, origin_ns: int, arrival_ns: int,
     elif isinstance(ev, VoiceChosen):
         rec.update(voice=ev.voice, converted=ev.converted, reason=ev.reason)
     elif isinstance(ev, StageError):
-        rec.update(stage=ev.stage, message=ev.message)
+        rec.update(stage=ev.stage, message=ev.message, fatal=ev.fatal)
     return rec

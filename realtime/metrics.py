@@ -33,6 +33,7 @@ class SessionMetrics:
     spec_misses: int = 0  # ... that it did not (made again from the committed text)
     speech_lag_s: float = 0.0  # the last voiced clause: speaker said it -> listener hears it
     errors: int = 0
+    dropped_s: float = 0.0  # input audio dropped at a full door (the listen stage stuck)
     stages: dict[str, _StageTime] = field(default_factory=dict)
     phrases: OrderedDict[int, dict[str, int]] = field(default_factory=OrderedDict)
     last_timing_ms: dict[str, float] = field(default_factory=dict)  # the latest waterfall
@@ -76,6 +77,7 @@ class SessionMetrics:
             "spec_hits": self.spec_hits,
             "spec_misses": self.spec_misses,
             "errors": self.errors,
+            "dropped_s": round(self.dropped_s, 3),
             "shed_level": shed_level,
             "last_timing_ms": self.last_timing_ms,
         }

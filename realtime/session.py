@@ -4,7 +4,15 @@ It only wires four stages together, one way (``stages/``: listen -> recognize ->
 -> speak), each a task looping over its own queue and awaiting its model calls from the shared
 ``Scheduler``, so 20 ms frames keep flowing on the event loop while Whisper or Kokoro work on
 the scheduler's threads. A failing model call becomes a StageError event and the session goes
-on with the next phrase.
+on with the next phrase; a stage that crashes, or whose engine fails ``MAX_FAILURES`` calls in
+a row (a hung engine: its lane's timeout, each time), ends the session at once: a fatal
+StageError is its last event, ``failed`` says why, its stages stop, their queues are emptied
+and its scheduler slot is freed, and ``push`` refuses audio (``SessionClosed``) so nothing
+piles up behind it. Other sessions on the scheduler go on.
+
+Queues are bounded (``stages/base.py``): between stages by backpressure; at the door, whose
+``push`` never blocks, audio beyond ``MAX_DOOR_S`` waiting is dropped and counted
+(``dropped_s`` in the metrics).
 
 Every event carries the source span it covers and the wall time it was produced; the session
 remembers when each source sample arrived (``ArrivalIndex``), so latency is a subtraction."""
@@ -29,6 +37,7 @@ from babelcall.realtime.metrics import SessionMetrics
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.realtime.stages import (
     END,
+    MAX_DOOR_S,
     Context,
     Flow,
     Inbox,
@@ -39,7 +48,7 @@ from babelcall.realtime.stages import (
     TranslateStage,
 )
 from babelcall.realtime.tasks import cancel_and_wait
-from babelcall.realtime.types import Event
+from babelcall.realtime.types import Event, Span, StageError
 
 __all__ = ["Session", "SessionConfig"]
 log = logging.getLogger(__name__)
@@ -66,13 +75,18 @@ class Session:
         self._flow = Flow()
         profile = ProfileBuilder(language=config.source) if config.clone_voice else None
         self._ctx = Context(self.id, config, scheduler, self.clock, self.budget, self.stats,
-                            self.arrivals, self._events.put_nowait, profile)
+                            self.arrivals, self._events.put_nowait, profile,
+                            on_fatal=self._fail)
         self._speak = SpeakStage(self._ctx, self._flow)
         self._translate = TranslateStage(self._ctx, self._flow, self._speak.inbox)
         self._recognize = RecognizeStage(self._ctx, self._flow, self._translate.inbox)
         self._listen = ListenStage(self._ctx, self._flow, self._recognize.inbox)
         self._stages: tuple[Stage, ...] = (self._listen, self._recognize, self._translate,
                                            self._speak)
+        for stage, after in zip(self._stages, self._stages[1:], strict=False):
+            stage.downstream = after.inbox
+        self._door.limit = int(MAX_DOOR_S * SPEECH_RATE)
+        self.failed: str | None = None  # why the session was ended by a fault
         self._resampler: Resampler | None = None
         self._ended = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -100,7 +114,8 @@ class Session:
         array of PCM at ``rate``. Never blocks; the work happens in the stage tasks. Mono
         float32 at 16 kHz (what the transports' inbound path delivers) goes in as it is."""
         if self._ended:
-            raise SessionClosed("audio pushed after the session ended")
+            raise SessionClosed(f"the session failed ({self.failed})" if self.failed
+                                else "audio pushed after the session ended")
         if not isinstance(audio, av.AudioFrame):
             if rate is None:
                 raise ValueError("rate is required with a numpy array")
@@ -159,6 +174,9 @@ class Session:
     def _accept(self, pcm: np.ndarray) -> None:
         if not len(pcm):
             return
+        if self._door.full():  # the listen stage is stuck or far behind: drop, and say so
+            self.stats.dropped_s += len(pcm) / SPEECH_RATE
+            return
         pcm = np.clip(np.nan_to_num(pcm, nan=0.0, posinf=0.0, neginf=0.0), -1.0, 1.0)
         self.arrivals.add(len(pcm), self.clock.now_ns())
         self._door.put(pcm.astype(np.float32, copy=False))
@@ -170,6 +188,27 @@ class Session:
                 self._events.put_nowait(_DONE)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bug in a stage must not leave events() hanging
+        except Exception as exc:  # a bug, or an engine failing outside a guarded call
             log.exception("session %s: stage %s crashed", self.id, stage.name)
-            self._events.put_nowait(_DONE)
+            self._fail(stage.name, exc)
+
+    def _fail(self, stage: str, exc: BaseException) -> None:
+        """End the session because ``stage`` cannot go on: tell the clients (a fatal
+        StageError, then the end of the events), stop the other stages, free the queues and
+        the scheduler slot. ``close()`` afterwards is still safe."""
+        if self.failed is not None:
+            return
+        self.failed = f"{stage}: {type(exc).__name__}: {exc}"[:300]
+        self._ended = True
+        log.warning("session %s ended by a fault: %s", self.id, self.failed)
+        t = self.arrivals.heard_s
+        self._events.put_nowait(StageError(-1, Span(t, t), self.clock.now_ns(), stage,
+                                           f"session ended: {self.failed}", fatal=True))
+        self._events.put_nowait(_DONE)
+        for s in self._stages:
+            s.inbox.discard()
+        self.scheduler.release(self)
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()

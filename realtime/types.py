@@ -105,13 +105,15 @@ class SynthAudio:
 
 @dataclass(frozen=True, slots=True)
 class StageError:
-    """A stage failed on one item; the session goes on with the next one."""
+    """A stage failed on one item; the session goes on with the next one — unless ``fatal``:
+    the session was ended by the fault (its last event)."""
 
     utt: int
     src: Span
     wall_ns: int
     stage: str
     message: str
+    fatal: bool = False
     kind: str = field(default="stage_error", init=False)
 
 

@@ -8,8 +8,10 @@ import abc
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import numpy as np
 
 from babelcall.engines.voice import ProfileBuilder
 from babelcall.realtime.arrivals import ArrivalIndex
@@ -22,6 +24,7 @@ from babelcall.realtime.types import Event, Span, StageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_FAILURES = 3  # model calls of one stage failing in a row: the session is ended
 
 
 class _End:
@@ -53,27 +56,63 @@ class Flow:
             self.idle.set()
 
 
-class Inbox:
-    """A stage's unbounded queue (input is bounded at the session's door: the transports'
-    rate guard), counted in the session's Flow."""
+MAX_INBOX_ITEMS = 64  # between stages: the upstream stage waits while this many wait
+MAX_DOOR_S = 30.0  # audio waiting for the listen stage; beyond it, new audio is dropped
 
-    def __init__(self, flow: Flow) -> None:
+
+def _weight(item: Any) -> int:
+    """What an item counts towards its inbox's bound: samples for audio, 1 for the rest."""
+    return len(item) if isinstance(item, np.ndarray) else 1
+
+
+class Inbox:
+    """A stage's queue, counted in the session's Flow, with a bound (``limit``, in items, or
+    samples for audio) and a stated policy: between stages, backpressure (the upstream stage
+    awaits ``room()`` before it takes more work, so a stuck stage stops the ones before it);
+    at the session's door, whose ``push`` never blocks, drop-and-count (``Session._accept``).
+    ``put`` itself never refuses: END must always get in."""
+
+    def __init__(self, flow: Flow, limit: int = MAX_INBOX_ITEMS) -> None:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._flow = flow
+        self.limit = limit
+        self.size = 0  # the items' weight (samples for audio)
+        self._room = asyncio.Event()
+        self._room.set()
 
     def put(self, item: Any) -> None:
         self._flow.add()
         self._queue.put_nowait(item)
+        self.size += _weight(item)
+        if self.size >= self.limit:
+            self._room.clear()
+
+    def full(self) -> bool:
+        return self.size >= self.limit
+
+    async def room(self) -> None:
+        """Return once the inbox is below its bound."""
+        await self._room.wait()
+
+    def _took(self, item: Any) -> Any:
+        self.size -= _weight(item)
+        if self.size < self.limit:
+            self._room.set()
+        return item
 
     async def get(self) -> Any:
-        return await self._queue.get()
+        return self._took(await self._queue.get())
 
     def drain(self) -> list[Any]:
         """Everything already waiting (a backlog is handled as one)."""
         items = []
         while not self._queue.empty():
-            items.append(self._queue.get_nowait())
+            items.append(self._took(self._queue.get_nowait()))
         return items
+
+    def discard(self) -> None:
+        """Drop what waits (the session failed): frees it and settles the Flow."""
+        self.done(len(self.drain()))
 
     def done(self, n: int) -> None:
         self._flow.done(n)
@@ -99,6 +138,9 @@ class Context:
     emit: Callable[[Event], None]
     profile: ProfileBuilder | None  # the speaker's voice, for cloning
     backlog_s: float = 0.0  # translated audio waiting at the sink (the sink reports it)
+    # the session's reaction to a stage that keeps failing (or crashed): end it with an error
+    on_fatal: Callable[[str, BaseException], None] | None = None
+    failures: dict[str, int] = field(default_factory=dict)  # consecutive, per stage
 
     def arrival_ns(self, t: float) -> int:
         """Wall time at which the source instant ``t`` (seconds) arrived."""
@@ -113,15 +155,23 @@ class Context:
         """Await a model call, counting its time (queueing included) in the metrics."""
         started = self.clock.now_ns()
         try:
-            return await call
+            result = await call
         finally:
             self.stats.stage_done(stage, (self.clock.now_ns() - started) / 1e9)
+        self.failures.pop(stage, None)  # it works again
+        return result
 
     def error(self, stage: str, utt: int, span: Span, exc: BaseException) -> None:
+        """One model call failed (or timed out on its lane): the phrase goes on without it.
+        ``MAX_FAILURES`` in a row in one stage mean the engine is broken, not the input:
+        the session is ended (``on_fatal``) rather than failing every phrase for ever."""
         log.warning("session %s: %s failed: %s", self.session_id, stage, exc)
         self.stats.errors += 1
         self.emit(StageError(utt, span, self.clock.now_ns(), stage,
                              f"{type(exc).__name__}: {exc}"))
+        self.failures[stage] = self.failures.get(stage, 0) + 1
+        if self.failures[stage] >= MAX_FAILURES and self.on_fatal is not None:
+            self.on_fatal(stage, exc)
 
 
 class Stage(abc.ABC):
@@ -134,6 +184,7 @@ class Stage(abc.ABC):
         self.ctx = ctx
         self.flow = flow
         self.inbox = Inbox(flow)
+        self.downstream: Inbox | None = None  # the next stage's inbox (backpressure)
 
     def coalesce(self) -> bool:
         """Take the whole backlog at once (the default) or one item at a time."""
@@ -141,6 +192,8 @@ class Stage(abc.ABC):
 
     async def run(self) -> None:
         while True:
+            if self.downstream is not None:
+                await self.downstream.room()  # the next stage is behind: wait for it
             items = [await self.inbox.get()]
             if self.coalesce():
                 items += self.inbox.drain()
