@@ -3,6 +3,8 @@ tests and benchmarks use the real engines."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from babelcall.engines.registry import Engines
@@ -65,6 +67,39 @@ class BeepTts:
     def synthesize(self, text, *, language, voice=None, speed=1.0):
         for _ in text.split():
             yield np.full(int(0.1 * RATE), 0.1, dtype=np.float32)
+
+
+# -- engines that fail, passed where engines are passed (fault tests) --------------------------
+class RaisingVad(EnergyVad):
+    """A VAD whose stream raises on the first audio: the listen stage's call is unguarded by
+    any per-phrase recovery (there is no phrase yet)."""
+
+    def stream(self):
+        class Broken:
+            window = 512
+
+            def probs(self, pcm):
+                raise RuntimeError("vad exploded")
+        return Broken()
+
+
+class RaisingAsr(CountingAsr):
+    def transcribe(self, audio, **kw):
+        self.calls += 1
+        raise RuntimeError("asr exploded")
+
+
+class HangingAsr(CountingAsr):
+    """Blocks its lane's thread until released (the test releases it at the end)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def transcribe(self, audio, **kw):
+        self.calls += 1
+        self.release.wait(30)
+        return []
 
 
 def fake_scheduler(engines: Engines | None = None, *, clock=None, **kw):

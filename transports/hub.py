@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from babelcall.engines.registry import Engines
+from babelcall.realtime.bounded import dropped
 from babelcall.realtime.errors import UnsupportedLanguage
 from babelcall.realtime.scheduler import Overloaded, Scheduler
 from babelcall.realtime.session import Session, SessionConfig
@@ -137,7 +138,8 @@ class Hub:
 
     def metrics(self) -> dict[str, Any]:
         return {**self.scheduler.metrics(), "calls": len(self.ingests),
-                "rooms": {name: len(r.participants) for name, r in self.rooms.items()}}
+                "rooms": {name: len(r.participants) for name, r in self.rooms.items()},
+                "dropped": dropped()}  # what each kind of bounded queue dropped (bounded.py)
 
 
 HUB: web.AppKey[Hub] = web.AppKey("babelcall_hub", Hub)

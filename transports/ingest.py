@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 
 from babelcall.realtime.tasks import cancel_and_wait
@@ -23,6 +22,7 @@ from babelcall.transports.hub import Hub
 from babelcall.transports.interpreter import Interpreter
 from babelcall.transports.lag import LagTracker
 from babelcall.transports.peer import Peer
+from babelcall.transports.relay import BoundedRelay
 from babelcall.transports.signaling import Offer, SignalingError
 from babelcall.transports.tracks import DelayedTrack, FixedDelay, OpusTrack
 
@@ -56,7 +56,7 @@ class Ingest:
         self.link, self.output = self.interpreter.wired()
         self.lag = LagTracker(self.session.clock, self.link.origin_ns)
         self.link.add_sink(self.lag.observe)
-        self.video_relay = MediaRelay()
+        self.video_relay = BoundedRelay()
         self.viewers: dict[str, tuple[Peer, list[MediaStreamTrack]]] = {}
         self.sinks: dict[str, Callable[[dict[str, Any]], None]] = {}
         self.closed = False

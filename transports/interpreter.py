@@ -108,10 +108,17 @@ class Interpreter:
         return self.wired()[1].subscribe(opus=opus)
 
     async def events(self) -> AsyncIterator[Event]:
-        """Every event from now until the interpreter stops (or ``end()`` has drained)."""
-        queue = self.wired()[0].subscribe()
-        while (ev := await queue.get()) is not None:
-            yield ev
+        """Every event from now until the interpreter stops (or ``end()`` has drained).
+        Leaving the loop early (``break``, or ``aclose()`` on the iterator) unsubscribes; a
+        loop that stops reading without leaving loses the oldest events beyond
+        ``MAX_SUBSCRIBER_EVENTS`` (counted in ``/stats``), never memory."""
+        link = self.wired()[0]
+        queue = link.subscribe()
+        try:
+            while (ev := await queue.get()) is not None:
+                yield ev
+        finally:
+            link.unsubscribe(queue)
 
     def add_caption_sink(self, sink: Sink) -> None:
         """``sink(record: dict)`` gets the JSON-ready caption/stats records of the server."""

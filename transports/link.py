@@ -17,6 +17,7 @@ from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from babelcall.realtime.bounded import DropQueue
 from babelcall.realtime.errors import BabelcallError, SessionClosed
 from babelcall.realtime.eventlog import event_record
 from babelcall.realtime.session import Session
@@ -27,6 +28,7 @@ from babelcall.transports.media import Mixer, MixerInput, Upsampler
 
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]
+MAX_SUBSCRIBER_EVENTS = 1000  # a subscriber that stops reading loses its oldest events
 
 
 class Link:
@@ -50,7 +52,7 @@ class Link:
         # the hops this link adds to each clause's waterfall, and phrases waiting for them
         self._clauses: OrderedDict[int, dict[str, int]] = OrderedDict()
         self._timings: dict[int, PhraseTiming] = {}
-        self._queues: list[asyncio.Queue[Event | None]] = []
+        self._queues: list[DropQueue[Event | None]] = []
         self._tasks: list[asyncio.Task[Any]] = []
 
     # -- wiring -----------------------------------------------------------------------------
@@ -76,11 +78,17 @@ class Link:
         if sink in self.sinks:
             self.sinks.remove(sink)
 
-    def subscribe(self) -> asyncio.Queue[Event | None]:
-        """Raw events (None after the last one), for in-process consumers."""
-        q: asyncio.Queue[Event | None] = asyncio.Queue()
+    def subscribe(self) -> DropQueue[Event | None]:
+        """Raw events (None after the last one), for in-process consumers. Bounded: a
+        consumer that stops reading loses the oldest (counted as ``link_events`` in
+        ``/stats``); it must ``unsubscribe`` when it is done."""
+        q: DropQueue[Event | None] = DropQueue(MAX_SUBSCRIBER_EVENTS, "link_events")
         self._queues.append(q)
         return q
+
+    def unsubscribe(self, q: asyncio.Queue[Event | None]) -> None:
+        if q in self._queues:
+            self._queues.remove(q)
 
     def feed(self, track: MediaStreamTrack, *, bed: MixerInput | None = None,
              gate: Callable[[], bool] | None = None,
@@ -134,12 +142,20 @@ class Link:
                 self.remove_sink(sink)
 
     async def _feed(self, track: MediaStreamTrack, on_end: Callable[[], Any] | None) -> None:
+        """A session ended by a fault stops taking audio, but the track is still read (and
+        dropped): unread, aiortc's receiver would queue it without bound. The peer is still
+        in the call, so ``on_end`` waits for the track's own end."""
         try:
             while True:
                 frame = await track.recv()
-                if not (self.ending or self.closed):  # else drain: nothing piles up
+                if self.ending or self.closed or self.session.failed:
+                    continue  # drain: nothing piles up
+                try:
                     self.inbound.frame(frame)
-        except (MediaStreamError, SessionClosed):
+                except SessionClosed:
+                    if not self.session.failed:
+                        break
+        except MediaStreamError:
             pass
         except BabelcallError as exc:
             log.warning("input stopped: %s", exc)

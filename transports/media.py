@@ -17,12 +17,12 @@ from collections.abc import Callable
 
 import av
 import numpy as np
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.audio import Resampler, frame_from_array
 from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.realtime.tasks import cancel_and_wait
+from babelcall.transports.relay import BoundedRelay
 from babelcall.transports.tracks import FRAME, TRACK_PREFIX, WIRE_RATE, OpusTrack, Pacer
 
 __all__ = ["FRAME", "WIRE_RATE", "Mixer", "MixerInput", "Output", "Upsampler"]
@@ -193,11 +193,12 @@ class Mixer(MediaStreamTrack):
 
 class Output:
     """A Mixer that runs on its own clock whether or not anyone listens (a WHIP ingest may
-    have no viewer yet), fanned out to any number of consumers through aiortc's MediaRelay."""
+    have no viewer yet), fanned out to any number of consumers through a bounded relay
+    (``relay.py``: a consumer that stops reading loses its oldest frames, never memory)."""
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.mixer = Mixer(clock=clock)
-        self.relay = MediaRelay()
+        self.relay = BoundedRelay()
         self._subscribers: list[MediaStreamTrack] = []
         self._pump: asyncio.Task[None] | None = None
 
@@ -230,7 +231,7 @@ class Output:
         return lambda: self.mixer.speaking(hold_s)
 
     def subscribe(self, *, opus: bool = False) -> MediaStreamTrack:
-        """A new consumer's track; every frame in order (buffered relay). ``opus``: packets
+        """A new consumer's track; every frame in order (buffered relay, bounded). ``opus``: packets
         encoded on the loop, for an RTCPeerConnection sender that negotiated Opus."""
         track = self.relay.subscribe(self.mixer, buffered=True)
         track._id = f"{TRACK_PREFIX}{uuid.uuid4()}"  # the loop guard's mark, in the answer

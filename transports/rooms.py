@@ -36,7 +36,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCRtpTransceiver
-from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.audio import Resampler
@@ -48,6 +47,7 @@ from babelcall.transports.link import Link
 from babelcall.transports.media import WIRE_RATE, MixerInput, Output
 from babelcall.transports.negotiation import Negotiator
 from babelcall.transports.peer import Peer
+from babelcall.transports.relay import BoundedRelay
 from babelcall.transports.signaling import Offer, SignalingError
 from babelcall.transports.tracks import DelayedTrack
 from babelcall.transports.video import PassthroughUnavailable, VideoFeed, VideoLine, same_codec
@@ -74,7 +74,7 @@ class Participant:
                          on_close=lambda p: room.leave(p.id))
         self.id = self.peer.id
         self.output = Output()
-        self.relay = MediaRelay()
+        self.relay = BoundedRelay()
         self.links: dict[str, Link] = {}  # target language -> this speaker's session
         self.lags: dict[str, LagTracker] = {}  # target language -> how late it is heard
         self.voices: dict[str, tuple[MixerInput, asyncio.Task[None]]] = {}  # their own voices
@@ -118,7 +118,7 @@ class Participant:
     def start(self) -> None:
         self.output.start()
         # Keep reading the input even while nobody needs it (alone in the room).
-        track = self.relay.subscribe(self.peer.audio_in, buffered=False)  # type: ignore[arg-type]
+        track = self.relay.subscribe(self.peer.audio_in, buffered=False)
         self._tasks += [asyncio.create_task(_discard(track)),
                         asyncio.create_task(self._report_video())]
 

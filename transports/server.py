@@ -36,6 +36,7 @@ from aiohttp import web
 
 from babelcall.engines.languages import check_language, languages_payload
 from babelcall.engines.registry import Engines
+from babelcall.realtime.bounded import DropQueue
 from babelcall.realtime.errors import BabelcallError, UnsupportedLanguage
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.transports.hub import HUB, Hub, ServerConfig
@@ -293,11 +294,8 @@ async def whep_stop(request: web.Request) -> web.Response:
 async def captions(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: every caption/stats record of a call, until it ends."""
     ingest = _ingest(request)
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=1000)
-
-    def sink(rec: dict[str, Any]) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            queue.put_nowait(rec)
+    queue: DropQueue[dict[str, Any] | None] = DropQueue(1000, "sse")  # a stalled reader
+    sink = queue.offer  # loses its oldest records (counted in /stats), never memory
 
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})

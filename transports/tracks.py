@@ -99,7 +99,7 @@ class OpusTrack(MediaStreamTrack):
     def pending_pts(self) -> int:
         """The pts just after everything already handed to this track: once the far end has
         received up to here, it has heard all of it."""
-        queue = getattr(self.source, "_queue", None)  # a MediaRelay proxy's backlog
+        queue = getattr(self.source, "queue", None)  # a relayed track's backlog (relay.py)
         waiting = queue.qsize() if queue is not None else 0
         return (self._count + len(self._packets) + waiting) * FRAME
 

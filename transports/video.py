@@ -3,9 +3,9 @@
 aiortc decodes every received video frame and encodes it again for every sender: per listener
 one VP8 encoder at 30 frames a second, most of a core for a few people on the small CPUs
 babelcall runs on next to its models. Here the encoded frames the receiver reassembles (its
-jitter buffer's output, before its decoder thread) are taken as they are, fanned out with
-aiortc's MediaRelay, delayed per listener (``tracks.DelayedTrack``) and packed again by each
-sender (aiortc's ``Encoder.pack`` for pre-encoded data). The listeners' connections are offered
+jitter buffer's output, before its decoder thread) are taken as they are, fanned out with a
+bounded relay (``relay.py``), delayed per listener (``tracks.DelayedTrack``) and packed again by
+each sender (aiortc's ``Encoder.pack`` for pre-encoded data). The listeners' connections are offered
 only the speaker's codec (``same_codec``), so passthrough always holds.
 
 What passthrough needs besides: a listener can only start decoding at a keyframe, so a new
@@ -33,6 +33,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.realtime.tasks import cancel_and_wait
+from babelcall.transports.relay import BoundedRelay
 
 log = logging.getLogger(__name__)
 RTP_TIME_BASE = fractions.Fraction(1, 90000)
@@ -120,13 +121,11 @@ class VideoFeed:
     listeners: ``subscribe()`` gives a track of packets that starts at a keyframe."""
 
     def __init__(self, transceiver: RTCRtpTransceiver, clock: Clock | None = None) -> None:
-        from aiortc.contrib.media import MediaRelay
-
         self.clock = clock or SystemClock()
         self.transceiver = transceiver
         self.receiver: RTCRtpReceiver = transceiver.receiver
         self.encoded = EncodedVideo()
-        self.relay = MediaRelay()
+        self.relay = BoundedRelay()
         self._last_pli = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
         name = "_RTCRtpReceiver__decoder_queue"

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from babelcall.realtime.bounded import DropQueue
 from babelcall.realtime.clock import Clock
-from babelcall.realtime.errors import BabelcallError
+from babelcall.realtime.errors import BabelcallError, SessionClosed
 from babelcall.realtime.playout import PlayoutClock
 from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.realtime.types import SynthAudio
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 ENCODED = (b"RIFF", b"OggS", b"ID3", b"fLaC", b"\x1aE\xdf\xa3", b"\x00\x00\x00\x1cftyp")
 MIN_RATE, MAX_RATE = 8000, 192000
 MAX_TEXT_BYTES = 4096  # a config, end or ping message is well under 200 bytes
+# what waits to be written to a client that reads slowly (speech chunks, captions, stats at
+# 1/s): beyond it the oldest is dropped and counted (``ws_out`` in /stats)
+MAX_OUT_ITEMS = 256
 
 
 class ProtocolError(Exception):
@@ -93,7 +97,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     cfg = hub.config
     ws = StrictWebSocketResponse(heartbeat=30, max_msg_size=4 * cfg.max_ws_message_bytes)
     await ws.prepare(request)
-    out: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+    out: DropQueue[str | bytes | None] = DropQueue(MAX_OUT_ITEMS, "ws_out")
     writer = asyncio.create_task(_write(ws, out))
     unregister = hub.on_close(lambda: ws.close(code=1001, message=b"server shutting down"))
     link: Link | None = None
@@ -248,6 +252,8 @@ async def _read(ws: web.WebSocketResponse, link: Link, rate: int, max_bytes: int
         pcm = np.frombuffer(data, dtype="<i2").astype(np.int16)
         try:
             link.inbound.pcm(pcm, rate)
+        except SessionClosed as exc:  # ended by a fault (the client saw its error event)
+            raise ProtocolError(1011, "session_failed", str(exc)) from None
         except BabelcallError as exc:
             raise ProtocolError(1003, "bad_audio", str(exc)) from None
 

@@ -6,10 +6,19 @@ session whose pipeline is stuck cannot grow memory: its door is bounded, the res
 counted."""
 
 import asyncio
-import threading
 
 import pytest
-from fakes import RATE, BeepTts, CountingAsr, EnergyVad, UpperMt, tone_phrases
+from fakes import (
+    RATE,
+    BeepTts,
+    CountingAsr,
+    EnergyVad,
+    HangingAsr,
+    RaisingAsr,
+    RaisingVad,
+    UpperMt,
+    tone_phrases,
+)
 
 from babelcall.engines.registry import Engines
 from babelcall.realtime.clock import SystemClock
@@ -21,38 +30,6 @@ from babelcall.realtime.types import StageError, Translation
 
 pytestmark = pytest.mark.timeout(60)
 CFG = SessionConfig("en", "es", clone_voice=False, speculate=False)
-
-
-class RaisingVad(EnergyVad):
-    """A VAD whose stream raises on the first audio: the listen stage's call is unguarded by
-    any per-phrase recovery (there is no phrase yet)."""
-
-    def stream(self):
-        class Broken:
-            window = 512
-
-            def probs(self, pcm):
-                raise RuntimeError("vad exploded")
-        return Broken()
-
-
-class RaisingAsr(CountingAsr):
-    def transcribe(self, audio, **kw):
-        self.calls += 1
-        raise RuntimeError("asr exploded")
-
-
-class HangingAsr(CountingAsr):
-    """Blocks its lane's thread until released (the test releases it at the end)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-
-    def transcribe(self, audio, **kw):
-        self.calls += 1
-        self.release.wait(30)
-        return []
 
 
 class Selective:

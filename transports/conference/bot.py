@@ -27,8 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc.contrib.media import MediaRelay
-
 from babelcall.engines.registry import Engines
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.scheduler import Overloaded, Scheduler
@@ -46,6 +44,7 @@ from babelcall.transports.conference.base import (
 )
 from babelcall.transports.conference.detect import ReplayTrack, probe_language
 from babelcall.transports.interpreter import Interpreter
+from babelcall.transports.relay import BoundedRelay
 from babelcall.transports.runtime import MEDIA_SWITCH_INTERVAL_S, Runtime
 
 log = logging.getLogger(__name__)
@@ -190,7 +189,7 @@ class RoomBot:
                 log.info("room %s: %r speaks %s (%s)", self.room.room, pub.display, s.language,
                          "detected" if language else "nobody spoke: --source assumed")
             targets = self.config.targets_for(s.language)
-            relay = MediaRelay() if len(targets) > 1 else None
+            relay = BoundedRelay() if len(targets) > 1 else None
             for target in targets:
                 interp = Interpreter(self.scheduler, s.language, target,
                                      voice=self.config.voice, mix=self.config.mix,
