@@ -41,15 +41,16 @@ def test_a_charge_outside_any_measurement_counts_nowhere():
 def test_helper_threads_cpu_is_counted_with_the_call():
     """The work happens on another thread (as CTranslate2's workers do) while the lane's
     thread waits: the helper's CPU clock is read, not just the caller's."""
-    go, done = threading.Event(), threading.Event()
+    go, done, leave = threading.Event(), threading.Event(), threading.Event()
     own: list[int] = []
 
-    def worker() -> None:
+    def worker() -> None:  # a pool thread: it lives on after the call
         go.wait()
         t0 = time.thread_time_ns()
         burn(5_000_000)
         own.append(time.thread_time_ns() - t0)
         done.set()
+        leave.wait(10)
 
     helper = threading.Thread(target=worker)
     helper.start()
@@ -57,6 +58,7 @@ def test_helper_threads_cpu_is_counted_with_the_call():
     with ledger.measure("lane"), charge("asr", threads=[helper.native_id]):
         go.set()
         assert done.wait(10)
+    leave.set()
     helper.join()
     assert ledger.stages["asr"].cpu_ns >= own[0]
 

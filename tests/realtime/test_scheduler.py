@@ -9,7 +9,7 @@ import pytest
 from fakes import RATE, CountingAsr, fake_engines, tone_phrases
 
 from babelcall.realtime.clock import FakeClock
-from babelcall.realtime.scheduler import Lane, Overloaded, Scheduler
+from babelcall.realtime.scheduler import ComputeGate, Lane, Overloaded, Scheduler
 from babelcall.realtime.session import Session, SessionConfig
 from babelcall.realtime.types import StageError, SynthAudio
 
@@ -171,6 +171,47 @@ def test_a_stuck_call_times_out_on_the_lane_clock_and_the_lane_recovers():
         return ok, lane.stats.timeouts
 
     assert asyncio.run(go()) == ("OK", 1)
+
+
+def test_a_timed_out_call_keeps_its_compute_slot_until_its_thread_ends():
+    """The abandoned thread still computes behind the engine's lock: handing its slot to the
+    next call would run two model calls on one slot's cores."""
+    started, release, other_ran = threading.Event(), threading.Event(), threading.Event()
+    finished = []
+
+    def stuck(key, calls):
+        started.set()
+        release.wait(10)
+        finished.append("stuck")
+        return calls
+
+    def other(key, calls):
+        other_ran.set()
+        finished.append("other")
+        return calls
+
+    async def go():
+        clock = FakeClock()
+        gate = ComputeGate(1)
+        asr = Lane("asr", stuck, clock=clock, max_batch=1, timeout_s=0.2, gate=gate)
+        tts = Lane("tts", other, clock=clock, max_batch=1, timeout_s=0.2, gate=gate)
+        first = asr.submit("k", "a", 0)
+        await running(started)
+        clock.advance(300_000_000)
+        with pytest.raises(TimeoutError, match="ran past"):
+            await first
+        second = tts.submit("k", "b", 1)
+        while not gate._waiting and not other_ran.is_set():  # queued at the gate, or run
+            await asyncio.to_thread(other_ran.wait, 0.01)
+        queued = bool(gate._waiting) and not other_ran.is_set()
+        release.set()
+        assert await second == "b"  # the slot came back when the stuck thread ended
+        await asr.stop()
+        await tts.stop()
+        return queued
+
+    assert asyncio.run(go())
+    assert finished == ["stuck", "other"]
 
 
 def test_an_engine_error_reaches_every_job_of_the_batch():
