@@ -15,6 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from babelcall.benchmarks.local_janus import (
+    JanusServer,
+    Listener,
+    human,
+    janus_available,
+)
 from babelcall.benchmarks.loopback import score_received
 from babelcall.benchmarks.run import Clip, ClipScore
 from babelcall.engines.registry import Engines
@@ -22,13 +28,8 @@ from babelcall.realtime.audio import load_file
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.transports.conference import open_room
-from babelcall.transports.conference.bot import BotConfig, JoinBot
-from babelcall.transports.conference.local_janus import (
-    JanusServer,
-    Listener,
-    human,
-    janus_available,
-)
+from babelcall.transports.conference.bot import BotConfig
+from babelcall.transports.conference.joinbot import JoinBot
 from babelcall.transports.tracks import WIRE_RATE, PcmTrack
 
 ROOM = 4242

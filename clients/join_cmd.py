@@ -59,7 +59,7 @@ async def _until_signal(task: asyncio.Future[Any]) -> None:
 
 def cmd_join(args: argparse.Namespace) -> int:
     from babelcall.transports.conference import open_room
-    from babelcall.transports.conference.bot import JoinBot
+    from babelcall.transports.conference.joinbot import JoinBot
 
     config = _config(args)
     options = dict(pin=args.pin, display=args.display, token=args.token,
@@ -88,8 +88,8 @@ def cmd_join(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from babelcall.realtime.scheduler import Scheduler
     from babelcall.transports.conference import open_room
-    from babelcall.transports.conference.bot import Worker
     from babelcall.transports.conference.janus import JanusLobby, parse_url
+    from babelcall.transports.conference.worker import Worker
 
     config = _config(args)
     base, url_room = parse_url(args.url)

@@ -15,21 +15,24 @@ import time
 import pytest
 import sacrebleu
 from conftest import hear_back, reference
+from janus_faults import abort, kill
 from transport_utils import clip_track, compact, speech_seconds, to_16k, until
 
-from babelcall.realtime.budget import LatencyBudget
-from babelcall.realtime.scheduler import Scheduler
-from babelcall.transports.conference import ServerUnreachable, open_room
-from babelcall.transports.conference.base import ConnectionLost
-from babelcall.transports.conference.bot import BotConfig, JoinBot, Worker
-from babelcall.transports.conference.janus import JanusLobby
-from babelcall.transports.conference.local_janus import (
+from babelcall.benchmarks.local_janus import (
     SESSION_TIMEOUT_S,
     JanusServer,
     Listener,
     human,
     janus_available,
 )
+from babelcall.realtime.budget import LatencyBudget
+from babelcall.realtime.scheduler import Scheduler
+from babelcall.transports.conference import ServerUnreachable, open_room
+from babelcall.transports.conference.base import ConnectionLost
+from babelcall.transports.conference.bot import BotConfig
+from babelcall.transports.conference.janus import JanusLobby
+from babelcall.transports.conference.joinbot import JoinBot
+from babelcall.transports.conference.worker import Worker
 
 pytestmark = pytest.mark.timeout(240)
 MAIN, FAULTS, DETECT, WORKER_ROOMS = 1234, 1300, 1400, (2001, 2002, 2003)
@@ -166,7 +169,7 @@ def test_leaving_mid_phrase_and_janus_restart(janus, engines, caplog):
             await until(lambda: any(r["type"] == "transcript" and r["partial"]
                                     for r in rec.captions), 60, "Eve to be mid-phrase")
             assert not track.finished.is_set()
-            await eve.abort()  # gone without a goodbye, mid-phrase
+            await abort(eve)  # gone without a goodbye, mid-phrase
             await until(lambda: not sched.sessions and not bot.bot.served, 10,
                         "Eve's session to be freed")
             said = [r.getMessage() for r in caplog.records]
@@ -276,7 +279,7 @@ def test_workers_share_rooms_and_take_over(janus, engines):
         # a freezes: its sockets stay open but silent, so only Janus' session timeout
         # (SESSION_TIMEOUT_S) can end its claims.
         t0 = time.monotonic()
-        await a.kill(hang=True)
+        abandoned = await kill(a, hang=True)
         await asyncio.sleep(2)
         assert sorted(b.claims) != rooms  # a's claims still stand
         await until(lambda: sorted(b.claims) == rooms, 3 * SESSION_TIMEOUT_S + 10,
@@ -285,7 +288,7 @@ def test_workers_share_rooms_and_take_over(janus, engines):
         assert took > SESSION_TIMEOUT_S * 0.8, took
         print(f"\nb took over {len(taken)} rooms {took:.1f} s after a froze")
         await converged({r: "b" for r in rooms}, 10, "b alone in every room")
-        for room in a.abandoned:
+        for room in abandoned:
             await room.leave()  # closes the frozen sockets
         # The taken-over room is really served: a speaker there gets a translated feed.
         listener = Listener(janus, taken[0])

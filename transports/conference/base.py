@@ -148,8 +148,3 @@ class RoomConnection(abc.ABC):
     async def leave(self) -> None:
         """Leave politely (unpublish, hang up, end the server session); idempotent."""
 
-    @abc.abstractmethod
-    async def abort(self, hang: bool = False) -> None:
-        """Drop the connection without a word to the server, as a crash would; ``hang``:
-        stop talking but keep the socket open (a frozen process), so only the server's
-        session timeout can notice. For tests and drills."""
