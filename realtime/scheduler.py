@@ -35,7 +35,7 @@ from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.realtime.cost import CostLedger
 from babelcall.realtime.errors import BabelcallError
-from babelcall.realtime.policy import shed_level
+from babelcall.realtime.policy import asr_interval_factor, shed_level
 from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.realtime.types import Word
 
@@ -421,7 +421,11 @@ class Scheduler:
         self.sessions.discard(session)
 
     def metrics(self) -> dict[str, Any]:
-        return {"sessions": len(self.sessions), "shed_level": self.level,
+        """Lanes, load and the cost account (realtime/cost.py), as /stats shows them; where
+        the machine is behind, ``shedding`` says what it gives up, in words."""
+        level = self.level
+        return {"sessions": len(self.sessions), "shed_level": level,
+                "shedding": shedding(level),
                 **{f"{lane.name}_{k}": v for lane in self.lanes for k, v in (
                     ("queue", lane.depth), ("calls", lane.stats.calls),
                     ("mean_batch", round(lane.stats.mean_batch, 2)),
@@ -443,6 +447,20 @@ class Scheduler:
             return batch_fn(audios, language=language, prompts=prompts, task=task)
         return [asr.transcribe(a, language=language, prompt=p, task=task)
                 for a, p in zip(audios, prompts, strict=True)]
+
+
+def shedding(level: int) -> str:
+    """What a shed level (realtime/policy.py) gives up, in the order it is given up."""
+    if level <= 0:
+        return "keeping pace"
+    if level >= 3:
+        return (f"behind: recogniser updates {asr_interval_factor(level):g}x further apart, "
+                f"new sessions refused{_PER_SESSION}")
+    return f"behind: recogniser updates {asr_interval_factor(level):g}x further apart{_PER_SESSION}"
+
+
+_PER_SESSION = ("; each session's voice also speeds up, then merges and captions clauses, "
+                "by its own backlog")
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:

@@ -387,3 +387,19 @@ def test_an_idle_lane_is_not_late_however_its_last_call_went():
         return busy_level, idle_level
 
     assert asyncio.run(go()) == (3, 0)
+
+
+def test_stats_say_in_words_what_each_shed_level_gives_up():
+    from babelcall.realtime.scheduler import shedding
+
+    said = [shedding(level) for level in range(4)]
+    assert said[0] == "keeping pace"
+    assert "2x further apart" in said[1] and "3x" in said[2]
+    assert "new sessions refused" in said[3] and "refused" not in said[2]
+
+    async def go():
+        async with Scheduler(fake_engines(), clock=FakeClock()) as sched:
+            return sched.metrics()
+
+    metrics = asyncio.run(go())
+    assert metrics["shedding"] == "keeping pace" and "cores" in metrics["cost"]["machine"]
