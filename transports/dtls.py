@@ -22,6 +22,8 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCCertificate, SRTPProtectionProfile
 from OpenSSL import SSL
 
+from babelcall.transports import compat
+
 log = logging.getLogger(__name__)
 CIPHERS = b":".join([
     b"ECDHE-ECDSA-AES128-GCM-SHA256", b"ECDHE-RSA-AES128-GCM-SHA256",
@@ -59,12 +61,10 @@ def use_interop_certificate(pc: RTCPeerConnection) -> InteropCertificate | None:
     """Give ``pc`` (new, before any description is set) an ``InteropCertificate``. aiortc has
     no public way to pass certificates; if its private attribute moves, the default stays and
     RSA peers fail as before (with a warning here, and tests/transports/test_dtls.py fails)."""
-    attr = "_RTCPeerConnection__certificates"
-    if not isinstance(getattr(pc, attr, None), list):
+    cert = InteropCertificate.generateCertificate()
+    if not compat.set_certificates(pc, [cert]):
         log.warning("aiortc internals changed: DTLS with RSA peers is not enabled")
         return None
-    cert = InteropCertificate.generateCertificate()
-    setattr(pc, attr, [cert])
     return cert
 
 

@@ -22,6 +22,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from babelcall.realtime.audio import Resampler, frame_from_array
 from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.realtime.tasks import cancel_and_wait
+from babelcall.transports import compat
 from babelcall.transports.relay import BoundedRelay
 from babelcall.transports.tracks import FRAME, TRACK_PREFIX, WIRE_RATE, OpusTrack, Pacer
 
@@ -234,7 +235,7 @@ class Output:
         """A new consumer's track; every frame in order (buffered relay, bounded). ``opus``: packets
         encoded on the loop, for an RTCPeerConnection sender that negotiated Opus."""
         track = self.relay.subscribe(self.mixer, buffered=True)
-        track._id = f"{TRACK_PREFIX}{uuid.uuid4()}"  # the loop guard's mark, in the answer
+        compat.set_track_id(track, f"{TRACK_PREFIX}{uuid.uuid4()}")  # the loop guard's mark
         self._subscribers.append(track)
         return OpusTrack(track, mixer=self.mixer) if opus else track
 

@@ -28,6 +28,7 @@ from aiortc.rtcpeerconnection import is_codec_compatible
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 
 from babelcall.realtime.tasks import cancel_and_wait
+from babelcall.transports import compat
 from babelcall.transports.peer import Peer
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,15 @@ async def offer_in_step(pc: Any) -> RTCSessionDescription:
     bundle an extension id or payload type may not change meaning ("RTP extension ID
     reassignment not supported"). So the lines already agreed are offered as agreed, and the new
     ones numbered as the page numbers the same codecs and extensions."""
-    agreed: Lines = {t.mid: (copy.deepcopy(t._codecs), copy.deepcopy(t._headerExtensions))
-                     for t in pc.getTransceivers() if t.mid is not None and t._codecs}
+    agreed: Lines = {t.mid: copy.deepcopy(compat.negotiated(t)) for t in pc.getTransceivers()
+                     if t.mid is not None and compat.negotiated(t)[0]}
     offer = await pc.createOffer()
     text, lines = align_offer(offer.sdp, pc.remoteDescription.sdp, agreed)
     mids = [m.rtp.muxId for m in sdp.SessionDescription.parse(text).media]
     for t in pc.getTransceivers():  # the same numbers on our side (createOffer reset them)
-        i = t._get_mline_index()
+        i = compat.mline_index(t)
         if i is not None and i < len(mids) and mids[i] in lines:
-            t._codecs, t._headerExtensions = lines[mids[i]]
+            compat.set_negotiated(t, *lines[mids[i]])
     return RTCSessionDescription(text, "offer")
 
 

@@ -25,6 +25,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
+from babelcall.transports import compat
 from babelcall.transports.dtls import failure_cause, use_interop_certificate
 from babelcall.transports.signaling import Offer, SignalingError
 
@@ -144,9 +145,7 @@ class Peer:
         (a MediaRelay's reader task then leaks, and is garbage-collected pending). The None
         is aiortc's own end-of-track sentinel (RemoteStreamTrack.recv)."""
         for track in (self.audio_in, self.video_in):
-            queue = getattr(track, "_queue", None)
-            if isinstance(queue, asyncio.Queue):
-                queue.put_nowait(None)
+            compat.end_remote_track(track)
 
     # -- events -----------------------------------------------------------------------------
     def _state_changed(self) -> None:

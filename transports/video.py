@@ -33,6 +33,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.clock import Clock, SystemClock
 from babelcall.realtime.tasks import cancel_and_wait
+from babelcall.transports import compat
 from babelcall.transports.relay import BoundedRelay
 
 log = logging.getLogger(__name__)
@@ -128,11 +129,10 @@ class VideoFeed:
         self.relay = BoundedRelay()
         self._last_pli = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
-        name = "_RTCRtpReceiver__decoder_queue"
-        inner = getattr(self.receiver, name, None)
+        inner = compat.decoder_queue(self.receiver)
         if not isinstance(inner, queue.Queue):
             raise PassthroughUnavailable("aiortc's receiver has no decoder queue to tap")
-        setattr(self.receiver, name, _Tap(inner, self._on_frame))
+        compat.set_decoder_queue(self.receiver, _Tap(inner, self._on_frame))
 
     def _on_frame(self, codec: Any, frame: Any) -> None:
         self.encoded.push(codec.name, frame.data, frame.timestamp)
@@ -140,7 +140,7 @@ class VideoFeed:
     @property
     def codec(self) -> str | None:
         """The negotiated codec's MIME type (``video/VP8``), known once the offer is answered."""
-        codecs = getattr(self.transceiver, "_codecs", None) or []
+        codecs, _ = compat.negotiated(self.transceiver)
         return codecs[0].mimeType if codecs else None
 
     def subscribe(self) -> MediaStreamTrack:
@@ -152,7 +152,7 @@ class VideoFeed:
             return
         self._last_pli = now
         for source in self.receiver.getSynchronizationSources():
-            task = asyncio.ensure_future(self.receiver._send_rtcp_pli(source.source))
+            task = compat.request_keyframe(self.receiver, source.source)
             self._tasks = [t for t in self._tasks if not t.done()] + [task]
 
     def forward_keyframe_requests(self, sender: RTCRtpSender, line: VideoLine) -> None:
@@ -162,7 +162,7 @@ class VideoFeed:
             self.request_keyframe()
             line.resync()
 
-        sender._send_keyframe = lost_picture  # type: ignore[method-assign]
+        compat.on_keyframe_request(sender, lost_picture)
 
     async def stop(self) -> None:
         self.encoded.stop()

@@ -15,6 +15,7 @@
   frame is not masked; aiohttp's reader accepts them. ``StrictWebSocketResponse`` reads the
   frame headers as they pass to aiohttp's parser and fails the socket with 1002 on the first
   unmasked frame. It reaches into aiohttp's private ``_post_start``/``_payload_parser``
+  (through ``compat.py``, with everything else private babelcall uses)
   (checked against aiohttp 3.9-3.14); if those change, the guard switches itself off with a
   warning and tests/transports/test_fuzz.py fails on its unmasked-frame cases.
 - **Lingering close.** aiohttp refuses a message over ``max_msg_size`` from its frame header,
@@ -36,6 +37,8 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_websocket import WebSocketError
+
+from babelcall.transports import compat
 
 log = logging.getLogger(__name__)
 CLIENT_TIMEOUT_S = 10.0
@@ -161,14 +164,13 @@ class StrictWebSocketResponse(web.WebSocketResponse):
     def _post_start(self, request: web.BaseRequest, protocol: str | None,
                     writer: Any) -> None:
         handler = request.protocol
-        tail = getattr(handler, "_message_tail", None)
-        if tail is None or not hasattr(handler, "_payload_parser"):
+        tail = compat.take_message_tail(handler)  # the upgrade's frames: through the check
+        if tail is None or not hasattr(handler, "_payload_parser"):  # (compat.REQUIRED)
             log.warning("aiohttp internals changed: client frame masking is not checked")
             super()._post_start(request, protocol, writer)
             return
-        handler._message_tail = b""  # frames that came with the upgrade: through the check
         super()._post_start(request, protocol, writer)
-        check = _MaskCheck(handler._payload_parser, self._reader)
-        handler._payload_parser = check
+        check = _MaskCheck(compat.payload_parser(handler), self._reader)
+        compat.set_payload_parser(handler, check)
         if tail:
             check.feed_data(tail)
