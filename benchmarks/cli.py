@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
                    help="skip the WebRTC loopback run (aiortc caller <-> babelcall serve)")
     p.add_argument("--no-janus", action="store_true",
                    help="skip the run through a private Janus (babelcall join's bot)")
+    p.add_argument("--pipecat", action="store_true",
+                   help="also run the clips through a pipecat pipeline (InterpreterProcessor) "
+                        "and compare its final-clause latency with the in-process run's")
     p.add_argument("--soak-s", type=float, default=0.0,
                    help="also run --soak-sessions callers on a call of this many seconds "
                         "made of the clips, sampling their lag (0: skip)")
@@ -97,6 +100,10 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
         from babelcall.benchmarks.loopback import run_loopback
 
         webrtc = await run_loopback(engines, clips, args.source, args.target)
+    if getattr(args, "pipecat", False):
+        from babelcall.benchmarks.pipecat_path import compare
+
+        pipecat_cmp = await compare(engines, clips, args.source, args.target)
     janus = None
     if not args.no_janus:
         from babelcall.benchmarks.janus_path import run_janus
@@ -154,6 +161,11 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
             tuple(k.strip() for k in args.voice_engines.split(",") if k.strip()))
     results["cost"].update(R.resources(cpu0, wall0))
     results["markdown"] = markdown(results)
+    if getattr(args, "pipecat", False):
+        from babelcall.benchmarks.pipecat_path import markdown as pipecat_markdown
+
+        results["pipecat"] = pipecat_cmp
+        results["markdown"] += pipecat_markdown(pipecat_cmp)
     raw = {"streaming_latencies": [x for s in streaming for x in s.first_audio_ms],
            "cascade_latencies": [x for s in cascade for x in s.first_audio_ms],
            "webrtc_latencies": [x for s in webrtc or [] for x in s.first_audio_ms]}
