@@ -246,6 +246,7 @@ async def cost_account(engines: Engines, clips: list[Clip], source: str, target:
     async with Scheduler(engines) as sched:
         before, call_s = sched.cost.cpu_s(), 0.0
         lags: list[float] = []
+        skipped = 0  # clauses only captioned: speech not made costs no CPU, so say it
         for i in range(len(clips)):
             while sched.level >= 3:  # the last round left it behind: admission would refuse
                 await asyncio.sleep(0.5)
@@ -255,9 +256,10 @@ async def cost_account(engines: Engines, clips: list[Clip], source: str, target:
                 for k in range(sessions)])
             call_s += max(r.input_s for r in results)
             lags += [x for r in results for x in M.final_clause_latencies(r.records)]
+            skipped += sum(r.metrics.get("skipped", 0) for r in results)
         account = per_audio(before, sched.cost.cpu_s(), call_s, sched.cost.cores)
     return {"sessions": sessions, "machine": sched.cost.machine, **account,
-            "final_clause_ms": M.percentiles(lags)}
+            "final_clause_ms": M.percentiles(lags), "skipped": skipped}
 
 
 def long_call(clips: list[Clip], seconds: float, path: Path) -> Path:
