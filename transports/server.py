@@ -338,7 +338,7 @@ async def room_join(request: web.Request) -> web.Response:
     try:
         pid, answer = await room.join(offer_, lang, name=who, echo_guard=guard, mix=mix)
     finally:
-        if not room.participants:
+        if room.empty:  # nobody in it, nor joining it
             hub.drop_room(name)
     return _sdp_answer(answer, f"/rooms/{name}/{pid}")
 
