@@ -174,6 +174,7 @@ class InterpreterProcessor(FrameProcessor):
         self.on_record = on_record
         self.speakers: dict[str, list[_Speaker]] = {}
         self._refused: dict[str, float] = {}  # user_id -> when its sessions were refused
+        self._bad_input: set[str] = set()  # speakers told their audio cannot be used
         self._playout: dict[str | None, PlayoutClock] = {}  # per output destination
         self._muted = False
         self._stopping = False
@@ -201,7 +202,7 @@ class InterpreterProcessor(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
             await self._start()
-        elif isinstance(frame, InputAudioRawFrame):
+        elif isinstance(frame, InputAudioRawFrame) and direction == FrameDirection.DOWNSTREAM:
             await self._hear(frame)
             if not self.pass_input_audio:
                 return
@@ -237,7 +238,7 @@ class InterpreterProcessor(FrameProcessor):
             await sp.session.end()
         pumps = [sp.task for sp in speakers if sp.task is not None]
         if pumps:
-            done, pending = await asyncio.wait(pumps, timeout=self.end_timeout_s)
+            _, pending = await asyncio.wait(pumps, timeout=self.end_timeout_s)
             if pending:
                 log.warning("%d interpretation(s) still running %.0f s after the end; "
                             "stopping them", len(pending), self.end_timeout_s)
@@ -274,8 +275,10 @@ class InterpreterProcessor(FrameProcessor):
                 sp.inbound.pcm(pcm, frame.sample_rate)
             except SessionClosed:
                 pass
-            except BabelcallError as exc:  # a rate no session can take: say so once a frame
-                await self.push_error(f"babelcall: {exc}", exception=exc)
+            except BabelcallError as exc:  # a rate no session can take: said once a speaker
+                if user_id not in self._bad_input:
+                    self._bad_input.add(user_id)
+                    await self.push_error(f"babelcall: {exc}", exception=exc)
                 return
 
     async def _join(self, user_id: str) -> list[_Speaker]:

@@ -26,6 +26,7 @@ from pipecat.frames.frames import (
     Frame,
     InputAudioRawFrame,
     InterimTranscriptionFrame,
+    InterruptionFrame,
     MetricsFrame,
     STTMuteFrame,
     TextFrame,
@@ -241,12 +242,16 @@ async def burst(worker: PipelineWorker, frames: list[Frame]) -> None:
 
 
 def test_stereo_44k_input_is_interpreted_and_other_frames_pass_through():
+    """On a scheduler of the processor's own (given Engines), started by the StartFrame and
+    closed at the end."""
     async def main():
-        async with fake_scheduler(clock=SystemClock()) as sched:
-            proc = fake_processor(sched, pass_input_audio=False)
-            marker = TextFrame(text="not for us")
-            frames = [marker, *tone_frames(1.0, 1.5, rate=44100, channels=2)]
-            return await run_pipeline(proc, lambda w: burst(w, frames)), marker
+        proc = InterpreterProcessor(fake_engines(), "en", "es", max_ahead_s=60,
+                                    pass_input_audio=False)
+        marker = TextFrame(text="not for us")
+        frames = [marker, *tone_frames(1.0, 1.5, rate=44100, channels=2)]
+        sink = await run_pipeline(proc, lambda w: burst(w, frames))
+        assert not proc.scheduler.sessions and not proc._scheduler_running
+        return sink, marker
 
     sink, marker = asyncio.run(main())
     assert marker in [f for _, f in sink.frames]
@@ -267,6 +272,21 @@ def test_muted_input_is_not_interpreted():
     sink = asyncio.run(main())
     said = phrases(sink)
     assert len(said) == 2 and len(said[1].split()) > len(said[0].split()), said
+
+
+def test_interruptible_speech_and_interruptions_pass_on():
+    """``interruptible=True``: the output may drop the speech on an InterruptionFrame, which
+    goes on downstream (and the sessions hear their listener's queue is gone)."""
+    async def main():
+        async with fake_scheduler(clock=SystemClock()) as sched:
+            proc = fake_processor(sched, interruptible=True)
+            frames = [*tone_frames(1.0), InterruptionFrame(), *tone_frames(1.0)]
+            return await run_pipeline(proc, lambda w: burst(w, frames))
+
+    sink = asyncio.run(main())
+    assert sink.of(InterruptionFrame)
+    audio = sink.of(TTSAudioRawFrame)
+    assert audio and all(f.interruptible for f in audio)
 
 
 def test_cancel_stops_every_session_at_once():
