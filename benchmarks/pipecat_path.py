@@ -129,18 +129,24 @@ def _with_listener(records: list[Record], placed: list[tuple[int, dict[str, Any]
 
 
 async def compare(engines: Engines, clips: list[Clip], source: str, target: str, *,
-                  budget: LatencyBudget | None = None) -> dict[str, Any]:
+                  budget: LatencyBudget | None = None,
+                  runs: list[tuple[ReplayResult, ReplayResult]] | None = None
+                  ) -> dict[str, Any]:
     """Both paths on the same clips, alternating clip by clip on one scheduler (with
     ``budget``, else the default): final-clause and first-audio latency percentiles of each,
-    and what pipecat adds at p50."""
+    and what pipecat adds at p50. ``runs`` gets each clip's (in-process, pipecat) replays."""
     inproc: list[float] = []
     piped: list[float] = []
     first_in: list[float] = []
     first_pc: list[float] = []
     async with Scheduler(engines, budget=budget) as sched:
         for clip in clips:
+            await settled(sched)
             a = await replay(engines, SessionConfig(source, target), clip.path, scheduler=sched)
+            await settled(sched)
             b = await pipecat_replay(sched, clip.path, source, target)
+            if runs is not None:
+                runs.append((a, b))
             inproc += M.final_clause_latencies(a.records)
             piped += M.final_clause_latencies(b.records)
             first_in += M.first_audio_latencies(a.records)
@@ -153,6 +159,13 @@ async def compare(engines: Engines, clips: list[Clip], source: str, target: str,
             "first_audio_ms": {"in_process": M.percentiles(first_in),
                                "pipecat": M.percentiles(first_pc)},
             "pipecat_adds_p50_ms": added}
+
+
+async def settled(sched: Scheduler) -> None:
+    """Until the scheduler has shed its lateness (it decays while idle): each run starts from
+    the same state, and is not refused as Overloaded after a run a loaded machine made late."""
+    while sched.level > 0:
+        await asyncio.sleep(0.25)
 
 
 def markdown(cmp: dict[str, Any]) -> str:

@@ -7,10 +7,9 @@ import asyncio
 from conftest import eval_dir
 
 from babelcall.benchmarks import measures as M
-from babelcall.benchmarks.pipecat_path import compare, markdown, pipecat_replay
+from babelcall.benchmarks.pipecat_path import compare, markdown
 from babelcall.benchmarks.run import find_clips
 from babelcall.realtime.budget import LatencyBudget
-from babelcall.realtime.scheduler import Scheduler
 
 # every clause voiced, however loaded the machine (the default captions one heard > 10 s late)
 PATIENT = LatencyBudget(max_speech_lag_s=120)
@@ -18,24 +17,16 @@ PATIENT = LatencyBudget(max_speech_lag_s=120)
 
 def test_pipecat_path_against_in_process(engines):
     clips = [c for c in find_clips(eval_dir(), "en", "es", None) if c.name == "fleurs-en-004"]
-    result = asyncio.run(compare(engines, clips, "en", "es", budget=PATIENT))
+    runs: list = []
+    result = asyncio.run(compare(engines, clips, "en", "es", budget=PATIENT, runs=runs))
     fc = result["final_clause_ms"]
     assert fc["in_process"]["n"] >= 1 and fc["pipecat"]["n"] >= 1, result
     assert result["pipecat_adds_p50_ms"] == round(
         fc["pipecat"]["p50"] - fc["in_process"]["p50"], 1)
     assert "pipecat adds" in markdown(result)
-
-
-def test_pipecat_replay_records_read_like_a_replay(engines):
-    clip = eval_dir() / "fleurs-en-004.ogg"
-
-    async def main():
-        async with Scheduler(engines, budget=PATIENT) as sched:
-            return await pipecat_replay(sched, clip, "en", "es")
-
-    res = asyncio.run(main())
-    timings = M.timings(res.records)
+    (_, piped), = runs
+    timings = M.timings(piped.records)
     assert timings and all(t["hops_ms"]["playing"] >= t["hops_ms"]["handed"] for t in timings)
-    assert all("play_start_ms" in r for r in res.records if r["type"] == "synth_audio")
-    assert M.first_audio_latencies(res.records)
-    assert res.audio.any() and res.input_s > 4
+    assert all("play_start_ms" in r for r in piped.records if r["type"] == "synth_audio")
+    assert M.first_audio_latencies(piped.records)
+    assert piped.audio.any() and piped.input_s > 4
