@@ -37,12 +37,20 @@ def _heard_from(caller: Caller, speaker: str) -> bool:
     return any(r["type"] == "audio_out" and r.get("speaker") == speaker for r in caller.records)
 
 
+def _alnum(text: str) -> int:
+    return sum(ch.isalnum() for ch in text)
+
+
 def _spoken(listener: Caller, speaker: str) -> bool:
-    """The speaker's phrase is translated to the end and every clause of it has played."""
+    """The speaker's phrase is translated to the end and every committed word of it has
+    played (or was said to be skipped): a clause still being synthesised is not yet spoken,
+    however long a slow machine takes to make it."""
     mine = [r for r in listener.records if r.get("speaker") == speaker]
+    said = " ".join(r["committed"] for r in mine if r["type"] == "translation")
+    out = " ".join(r["text"] for r in mine if r["type"] in ("audio_out", "speech_skipped"))
     return any(r["type"] == "translation" and r["final"] for r in mine) and \
         sum(r["type"] == "synth_audio" for r in mine) == \
-        sum(r["type"] == "audio_out" for r in mine)
+        sum(r["type"] == "audio_out" for r in mine) and _alnum(out) >= _alnum(said)
 
 
 def _settled(link) -> bool:

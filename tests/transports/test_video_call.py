@@ -41,6 +41,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOM = "demo"
 MAX_DELAY_MS = 3000  # the relay's bound on a picture's delay (rooms.MAX_VIDEO_DELAY_S)
 TOLERANCE_MS = 300
+MIN_JUDGED_CHARS = 40  # voiced text shorter than this is not scored with chrF
 NAMES = {"en": "English", "es": "Español"}
 
 
@@ -144,7 +145,19 @@ def voiced(records: list[dict], speaker: str) -> bool:
     return _alnum(out) >= _alnum(said)
 
 
-async def until_voiced(pairs: list[tuple[Person, Person]], timeout: float = 180) -> None:
+def played_until_ms(records: list[dict], speaker: str) -> float | None:
+    """When (page clock) the listener's page will have played the speaker's last voiced
+    clause to its end: the moment it started playing plus its length."""
+    lengths = {(r["utt"], r["seq"]): r["duration_ms"] for r in records
+               if r.get("speaker") == speaker and r["type"] == "synth_audio"}
+    ends = [r["page_ms"] + lengths.get((r["utt"], r["seq"]), 0.0) for r in records
+            if r.get("speaker") == speaker and r["type"] == "audio_out"]
+    return max(ends, default=None)
+
+
+async def until_voiced(pairs: list[tuple[Person, Person]], timeout: float = 300) -> None:
+    """Until each listener has everything each speaker said voiced (or said to be late) and
+    played to its end. ``timeout`` only bounds a broken run: a slow machine takes longer."""
     for listener, speaker in pairs:
         async def heard_all(listener=listener, speaker=speaker) -> bool:
             return voiced(await listener.page.evaluate("window.records"), speaker.pid)
@@ -155,7 +168,11 @@ async def until_voiced(pairs: list[tuple[Person, Person]], timeout: float = 180)
             await asyncio.sleep(0.5)
         else:
             raise AssertionError(f"{listener.name} never heard all that {speaker.name} said")
-    await asyncio.sleep(2.0)  # the last clause plays out
+    for listener, speaker in pairs:  # the last clause plays out on the page
+        end = played_until_ms(await listener.page.evaluate("window.records"), speaker.pid)
+        now = "performance.timeOrigin + performance.now()"
+        while end is not None and await listener.page.evaluate(now) < end + 300:
+            await asyncio.sleep(0.1)
 
 
 async def collect(person: Person, tag: str) -> None:
@@ -251,13 +268,23 @@ def check_page(p: Person, everyone: list[Person], min_frames: int = 60) -> dict[
     return frames
 
 
-def check_heard(listener: Person, speaker: Person, judge) -> float:
-    """The listener's recorded audio, transcribed back, is what the speaker said: closer to the
-    reference translation of the speaker's clips than to that of any other clip, and close to
-    what the server voiced. Returns the chrF against the reference."""
-    ref, voiced = speaker.said(listener.lang), " ".join(
-        r["text"] for r in listener.state["records"]
-        if r.get("type") == "audio_out" and r.get("speaker") == speaker.pid)
+def check_heard(listener: Person, speaker: Person, judge) -> float | None:
+    """What a user demands: every speaker heard, in time or said to be late. What the server
+    voiced, the listener's recorded audio (transcribed back) must be: close to what was voiced,
+    and — where most of it was voiced — closer to the reference translation of the speaker's
+    clips than to that of any other clip. What it did not voice (an overloaded machine) it
+    must have said it skipped, in the captions. Returns the chrF against the reference (None:
+    nothing voiced, all said to be late)."""
+    mine = [r for r in listener.state["records"] if r.get("speaker") == speaker.pid]
+    voiced = " ".join(r["text"] for r in mine if r["type"] == "audio_out")
+    skipped = " ".join(r["text"] for r in mine if r["type"] == "speech_skipped")
+    said = " ".join(r.get("committed") or "" for r in mine if r["type"] == "translation")
+    if not _alnum(voiced):
+        assert _alnum(skipped) >= _alnum(said) > 0, \
+            (listener.name, speaker.name, "neither voiced nor said to be late", said)
+        print(f"{listener.name} heard {speaker.name} as captions only (the server was late)")
+        return None
+    ref = speaker.said(listener.lang)
     heard = judge(compact(listener.audio, 16000), listener.lang)
     score = sacrebleu.sentence_chrf(heard, [ref]).score
     others = [sacrebleu.sentence_chrf(heard, [row["tgt_ref"]]).score
@@ -266,8 +293,16 @@ def check_heard(listener: Person, speaker: Person, judge) -> float:
     print(f"{listener.name} ({listener.lang}) heard {speaker.name}: chrF {score:.1f} against "
           f"the reference (other clips: at most {max(others):.1f}), {as_voiced:.1f} against "
           f"what was voiced: {heard!r}")
-    assert score > max(others), (listener.name, speaker.name, score, others, heard, ref)
-    assert as_voiced > 40, (listener.name, speaker.name, as_voiced, heard, voiced)
+    if _alnum(voiced) >= _alnum(said) / 2:  # most of it voiced: it must be recognisable
+        assert score > max(others), (listener.name, speaker.name, score, others, heard, ref)
+    if _alnum(voiced) >= MIN_JUDGED_CHARS:
+        assert as_voiced > 40, (listener.name, speaker.name, as_voiced, heard, voiced)
+    else:  # a few words voiced, the rest said to be late: too short for chrF to mean much,
+        # but the voiced audio must have reached the listener
+        length_s = sum(r["duration_ms"] for r in mine if r["type"] == "synth_audio") / 1000
+        assert speech_seconds(listener.audio, 16000) >= 0.5 * length_s, \
+            (listener.name, speaker.name, voiced, length_s)
+        assert _alnum(voiced) + _alnum(skipped) >= _alnum(said), (voiced, skipped, said)
     return score
 
 
@@ -337,10 +372,12 @@ def check_lips(pairs: list[tuple[Person, Person]]) -> tuple[list[float], int]:
     lag, which swings with the clause (the current lag is what a picture can follow)."""
     offsets, own, pinned = [], [], 0
     for listener, speaker in pairs:
-        measured = lips(listener, speaker)  # (an overloaded server may merge clauses: >= 1)
-        assert measured, (listener.name, speaker.name)
         clauses = [r for r in listener.state["records"]
                    if r.get("type") == "audio_out" and r.get("speaker") == speaker.pid]
+        if not clauses:  # nothing voiced (said to be late: check_heard checks that)
+            continue
+        measured = lips(listener, speaker)  # (an overloaded server may merge clauses: >= 1)
+        assert measured, (listener.name, speaker.name)
         for i, (lag, heard, shown) in enumerate(measured[1:], start=1):
             current = statistics.median(m[0] for m in measured[max(0, i - 5):i])
             relay = relayed_ms(listener, speaker, clauses[i]["page_ms"])
@@ -401,14 +438,17 @@ def test_two_people_see_and_hear_each_other_translated(engines, judge, tmp_path)
     print("frames", frames, "chrF", scores, "offsets", offsets)
 
 
+@pytest.mark.timeout(900)  # a bound for a broken run; a slow machine only takes longer
 def test_three_people_and_a_late_joiner(engines, judge, tmp_path):
+    """Every listener hears every speaker — in time, or told the server is late — whatever
+    the machine's speed: the test waits on what the pages received, never on a schedule, and
+    judges each listener on what was voiced to them."""
     from playwright.async_api import async_playwright
 
     ana = Person("Ana", "en", ("fleurs-en-004",), lead_s=9.0)
     luis = Person("Luis", "es", (), lead_s=1.0)  # listens
-    # Zoe joins 5 s late and speaks once Ana's translation is over (Luis hears her own voice):
-    # 30 s in, when even an overloaded server has voiced or dropped it (it voices nothing more
-    # than 10 s late)
+    # Zoe joins once Ana and Luis are in the call (their connections are renegotiated for her
+    # video) and speaks 25 s after (Luis hears her own voice)
     zoe = Person("Zoe", "es", ("fleurs-es-004",), lead_s=25.0)
     everyone = [ana, luis, zoe]
 
@@ -419,11 +459,9 @@ def test_three_people_and_a_late_joiner(engines, judge, tmp_path):
                 for p in everyone:
                     await open_page(pw, srv, tmp_path, p, camera)
                 await join([ana, luis])
-                await asyncio.sleep(5.0)
                 await join([zoe])
                 room = srv.hub.rooms[ROOM]
                 assert len(room.participants) == 3
-                await asyncio.sleep(max(ana.speech_end_s - 5, zoe.speech_end_s))
                 await until_voiced([(luis, ana), (zoe, ana), (ana, zoe)])
                 for p in everyone:
                     await collect(p, "three")
@@ -440,12 +478,16 @@ def test_three_people_and_a_late_joiner(engines, judge, tmp_path):
         check_captions(listener, ana, ("personas", "plumas", "volar"))
     check_captions(ana, zoe, ("carpanedo", "championship", "individual"))
     check_captions(luis, zoe, ("carreras", "campeonato", "miércoles"))  # her own words
-    # Luis hears Ana translated, then Zoe in her own voice: his recording is judged up to
-    # Zoe's first word, then for her voice's loudness
+    # Luis hears Ana translated, then Zoe in her own voice: his recording is judged for Ana up
+    # to Zoe's first word or the end of Ana's translation at his page, whichever is later (a
+    # slow server may still be voicing Ana when Zoe speaks), and from Zoe's first word for her
+    # voice's loudness
     start = next(r["page_ms"] for r in ana.state["records"]
                  if r.get("type") == "speech_started" and r.get("speaker") == zoe.pid)
-    cut = int((start - luis.state["recording_ms"]) / 1000 * 16000)
-    whole, luis.audio = luis.audio, luis.audio[:cut]
+    ana_end = played_until_ms(luis.state["records"], ana.pid) or start
+    at = lambda ms: int((ms - luis.state["recording_ms"]) / 1000 * 16000)  # noqa: E731
+    cut = at(start)
+    whole, luis.audio = luis.audio, luis.audio[:max(cut, at(ana_end))]
     scores = {"Luis hears Ana": check_heard(luis, ana, judge),
               "Zoe hears Ana": check_heard(zoe, ana, judge),
               "Ana hears Zoe": check_heard(ana, zoe, judge)}
