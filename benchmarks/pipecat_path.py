@@ -59,12 +59,15 @@ async def pipecat_replay(sched: Scheduler, clip_path: Path, source: str,
             super().__init__()
             self.clock = PlayoutClock()
             self.placed: list[tuple[int, dict[str, Any], np.ndarray]] = []
+            self.arrived: dict[tuple[int, int, int], int] = {}  # chunk -> when it got here
 
         async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
             await super().process_frame(frame, direction)
             if isinstance(frame, TTSAudioRawFrame) and "babelcall" in frame.metadata:
                 pcm = np.frombuffer(frame.audio, "<i2").astype(np.float32) / 32767
-                start = self.clock.place(time.monotonic_ns(), len(pcm) / frame.sample_rate)
+                now, meta = time.monotonic_ns(), frame.metadata["babelcall"]
+                self.arrived[(meta["utt"], meta["clause"], meta["seq"])] = now
+                start = self.clock.place(now, len(pcm) / frame.sample_rate)
                 self.placed.append((start, frame.metadata["babelcall"], pcm))
             await self.push_frame(frame, direction)
 
@@ -94,15 +97,18 @@ async def pipecat_replay(sched: Scheduler, clip_path: Path, source: str,
     await runner.run()
     await feeding
     return _with_listener(records, listener.placed, len(frames) * FRAME_S,
-                          origin[0] if origin else None, sched.engines.tts.sample_rate)
+                          origin[0] if origin else None, sched.engines.tts.sample_rate,
+                          listener.arrived)
 
 
 def _with_listener(records: list[Record], placed: list[tuple[int, dict[str, Any], np.ndarray]],
-                   input_s: float, origin: int | None, rate: int) -> ReplayResult:
+                   input_s: float, origin: int | None, rate: int,
+                   arrived: dict[tuple[int, int, int], int]) -> ReplayResult:
     """Records as the in-process replay writes them: each phrase's ``playing`` hop (so its
     final-clause latency) is its final clause's first chunk at the listener, each chunk's
     ``play_start_ms`` its start there (the session's clock and the listener's are both the
-    monotonic clock; ``origin``: the session's time 0)."""
+    monotonic clock; ``origin``: the session's time 0). ``pipecat_out_ms``: from the session
+    making the chunk to the chunk reaching the end of the pipeline (pipecat's way out)."""
     first = {(m["utt"], m["clause"]): ns for ns, m, _ in placed if m["seq"] == 0}
     starts = {(m["utt"], m["clause"], m["seq"]): ns for ns, m, _ in placed}
     out: list[Record] = []
@@ -113,9 +119,11 @@ def _with_listener(records: list[Record], placed: list[tuple[int, dict[str, Any]
                 ms = round((ns - r["last_word_ns"]) / 1e6, 1)
                 r = {**r, "hops_ms": {**r["hops_ms"], "playing": ms}, "final_clause_ms": ms}
         elif r["type"] == "synth_audio" and origin is not None:
-            ns = starts.get((r["utt"], r["clause"], r["seq"]))
+            key = (r["utt"], r["clause"], r["seq"])
+            ns = starts.get(key)
             if ns is not None:
-                r = {**r, "play_start_ms": round((ns - origin) / 1e6, 1)}
+                r = {**r, "play_start_ms": round((ns - origin) / 1e6, 1),
+                     "pipecat_out_ms": round((arrived[key] - origin) / 1e6 - r["wall_ms"], 1)}
         out.append(r)
     audio = np.zeros(0, np.float32)
     if placed and origin is not None:
@@ -136,6 +144,7 @@ async def compare(engines: Engines, clips: list[Clip], source: str, target: str,
     ``budget``, else the default): final-clause and first-audio latency percentiles of each,
     and what pipecat adds at p50. ``runs`` gets each clip's (in-process, pipecat) replays."""
     inproc: list[float] = []
+    out_hop: list[float] = []
     piped: list[float] = []
     first_in: list[float] = []
     first_pc: list[float] = []
@@ -151,6 +160,7 @@ async def compare(engines: Engines, clips: list[Clip], source: str, target: str,
             piped += M.final_clause_latencies(b.records)
             first_in += M.first_audio_latencies(a.records)
             first_pc += M.first_audio_latencies(b.records)
+            out_hop += [r["pipecat_out_ms"] for r in b.records if "pipecat_out_ms" in r]
     fc_in, fc_pc = M.percentiles(inproc), M.percentiles(piped)
     added = None if fc_in["p50"] is None or fc_pc["p50"] is None else \
         round(fc_pc["p50"] - fc_in["p50"], 1)
@@ -158,7 +168,7 @@ async def compare(engines: Engines, clips: list[Clip], source: str, target: str,
             "final_clause_ms": {"in_process": fc_in, "pipecat": fc_pc},
             "first_audio_ms": {"in_process": M.percentiles(first_in),
                                "pipecat": M.percentiles(first_pc)},
-            "pipecat_adds_p50_ms": added}
+            "pipecat_adds_p50_ms": added, "pipecat_out_hop_ms": M.percentiles(out_hop)}
 
 
 async def settled(sched: Scheduler) -> None:
@@ -176,7 +186,10 @@ def markdown(cmp: dict[str, Any]) -> str:
             f"{fc['in_process']['n']} |\n"
             f"| pipecat pipeline | {fc['pipecat']['p50']} | {fc['pipecat']['p90']} | "
             f"{fc['pipecat']['n']} |\n\n"
-            f"pipecat adds {cmp['pipecat_adds_p50_ms']} ms at p50.\n")
+            f"pipecat adds {cmp['pipecat_adds_p50_ms']} ms at p50; its way out (the session "
+            f"makes a chunk -> the chunk reaches the end of the pipeline) takes p50 "
+            f"{cmp['pipecat_out_hop_ms']['p50']} ms, p90 {cmp['pipecat_out_hop_ms']['p90']} ms "
+            f"({cmp['pipecat_out_hop_ms']['n']} chunks).\n")
 
 
 def main(argv: list[str] | None = None) -> int:
