@@ -82,11 +82,20 @@ async def pipecat_replay(sched: Scheduler, clip_path: Path, source: str,
     runner = WorkerRunner(handle_sigint=False)
 
     origin: list[int] = []  # the session's time 0, as its records count it
+    entered: list[int] = []  # when each frame went into the pipeline
+    started = asyncio.Event()
+
+    @worker.event_handler("on_pipeline_started")
+    async def on_started(_worker: Any, _frame: Any) -> None:
+        started.set()
 
     async def feed() -> None:
+        """As the in-process replay paces: frame i goes in when its last sample is due."""
+        await started.wait()  # a transport delivers once the pipeline runs
         t0 = time.monotonic()
         for i, data in enumerate(frames):
-            await asyncio.sleep(max(0.0, t0 + i * FRAME_S - time.monotonic()))
+            await asyncio.sleep(max(0.0, t0 + (i + 1) * FRAME_S - time.monotonic()))
+            entered.append(time.monotonic_ns())
             await worker.queue_frame(InputAudioRawFrame(audio=data, sample_rate=SPEECH_RATE,
                                                         num_channels=1))
         origin.extend(sp.origin_ns for group in proc.speakers.values() for sp in group)
@@ -98,17 +107,22 @@ async def pipecat_replay(sched: Scheduler, clip_path: Path, source: str,
     await feeding
     return _with_listener(records, listener.placed, len(frames) * FRAME_S,
                           origin[0] if origin else None, sched.engines.tts.sample_rate,
-                          listener.arrived)
+                          listener.arrived, entered)
 
 
 def _with_listener(records: list[Record], placed: list[tuple[int, dict[str, Any], np.ndarray]],
                    input_s: float, origin: int | None, rate: int,
-                   arrived: dict[tuple[int, int, int], int]) -> ReplayResult:
+                   arrived: dict[tuple[int, int, int], int],
+                   entered: list[int]) -> ReplayResult:
     """Records as the in-process replay writes them: each phrase's ``playing`` hop (so its
     final-clause latency) is its final clause's first chunk at the listener, each chunk's
     ``play_start_ms`` its start there (the session's clock and the listener's are both the
     monotonic clock; ``origin``: the session's time 0). ``pipecat_out_ms``: from the session
-    making the chunk to the chunk reaching the end of the pipeline (pipecat's way out)."""
+    making the chunk to the chunk reaching the end of the pipeline (pipecat's way out).
+    The final-clause latency runs from the moment the frame holding the last word's end went
+    into the pipeline (``entered``), so pipecat's way in counts too (``pipecat_in_ms``: from
+    there to the session stamping that sample's arrival)."""
+    ends = M.phrase_ends(records)
     first = {(m["utt"], m["clause"]): ns for ns, m, _ in placed if m["seq"] == 0}
     starts = {(m["utt"], m["clause"], m["seq"]): ns for ns, m, _ in placed}
     out: list[Record] = []
@@ -118,6 +132,10 @@ def _with_listener(records: list[Record], placed: list[tuple[int, dict[str, Any]
             if ns is not None:
                 ms = round((ns - r["last_word_ns"]) / 1e6, 1)
                 r = {**r, "hops_ms": {**r["hops_ms"], "playing": ms}, "final_clause_ms": ms}
+                if entered and r["utt"] in ends:
+                    went_in = entered[min(len(entered) - 1, int(ends[r["utt"]] / FRAME_S))]
+                    r["pipecat_in_ms"] = round((r["last_word_ns"] - went_in) / 1e6, 1)
+                    r["final_clause_ms"] = round((ns - went_in) / 1e6, 1)
         elif r["type"] == "synth_audio" and origin is not None:
             key = (r["utt"], r["clause"], r["seq"])
             ns = starts.get(key)
@@ -145,6 +163,7 @@ async def compare(engines: Engines, clips: list[Clip], source: str, target: str,
     and what pipecat adds at p50. ``runs`` gets each clip's (in-process, pipecat) replays."""
     inproc: list[float] = []
     out_hop: list[float] = []
+    in_hop: list[float] = []
     piped: list[float] = []
     first_in: list[float] = []
     first_pc: list[float] = []
@@ -161,6 +180,7 @@ async def compare(engines: Engines, clips: list[Clip], source: str, target: str,
             first_in += M.first_audio_latencies(a.records)
             first_pc += M.first_audio_latencies(b.records)
             out_hop += [r["pipecat_out_ms"] for r in b.records if "pipecat_out_ms" in r]
+            in_hop += [r["pipecat_in_ms"] for r in b.records if "pipecat_in_ms" in r]
     fc_in, fc_pc = M.percentiles(inproc), M.percentiles(piped)
     added = None if fc_in["p50"] is None or fc_pc["p50"] is None else \
         round(fc_pc["p50"] - fc_in["p50"], 1)
@@ -168,7 +188,8 @@ async def compare(engines: Engines, clips: list[Clip], source: str, target: str,
             "final_clause_ms": {"in_process": fc_in, "pipecat": fc_pc},
             "first_audio_ms": {"in_process": M.percentiles(first_in),
                                "pipecat": M.percentiles(first_pc)},
-            "pipecat_adds_p50_ms": added, "pipecat_out_hop_ms": M.percentiles(out_hop)}
+            "pipecat_adds_p50_ms": added, "pipecat_in_hop_ms": M.percentiles(in_hop),
+            "pipecat_out_hop_ms": M.percentiles(out_hop)}
 
 
 async def settled(sched: Scheduler) -> None:
@@ -186,8 +207,11 @@ def markdown(cmp: dict[str, Any]) -> str:
             f"{fc['in_process']['n']} |\n"
             f"| pipecat pipeline | {fc['pipecat']['p50']} | {fc['pipecat']['p90']} | "
             f"{fc['pipecat']['n']} |\n\n"
-            f"pipecat adds {cmp['pipecat_adds_p50_ms']} ms at p50; its way out (the session "
-            f"makes a chunk -> the chunk reaches the end of the pipeline) takes p50 "
+            f"pipecat adds {cmp['pipecat_adds_p50_ms']} ms at p50. Its own hops: the way in "
+            f"(a frame queued into the pipeline -> the session stamps it) p50 "
+            f"{cmp['pipecat_in_hop_ms']['p50']} ms, p90 {cmp['pipecat_in_hop_ms']['p90']} ms "
+            f"({cmp['pipecat_in_hop_ms']['n']} phrase ends); the way out (the session makes a "
+            f"chunk -> it reaches the end of the pipeline) p50 "
             f"{cmp['pipecat_out_hop_ms']['p50']} ms, p90 {cmp['pipecat_out_hop_ms']['p90']} ms "
             f"({cmp['pipecat_out_hop_ms']['n']} chunks).\n")
 

@@ -24,6 +24,7 @@ def test_pipecat_path_against_in_process(engines):
     assert result["pipecat_adds_p50_ms"] == round(
         fc["pipecat"]["p50"] - fc["in_process"]["p50"], 1)
     assert "pipecat adds" in markdown(result) and result["pipecat_out_hop_ms"]["n"] >= 1
+    assert result["pipecat_in_hop_ms"]["n"] >= 1
     (_, piped), = runs
     timings = M.timings(piped.records)
     assert timings and all(t["hops_ms"]["playing"] >= t["hops_ms"]["handed"] for t in timings)
