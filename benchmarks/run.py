@@ -247,6 +247,7 @@ async def cost_account(engines: Engines, clips: list[Clip], source: str, target:
         before, call_s = sched.cost.cpu_s(), 0.0
         lags: list[float] = []
         skipped = 0  # clauses only captioned: speech not made costs no CPU, so say it
+        made_s = 0.0
         for i in range(len(clips)):
             while sched.level >= 3:  # the last round left it behind: admission would refuse
                 await asyncio.sleep(0.5)
@@ -257,9 +258,19 @@ async def cost_account(engines: Engines, clips: list[Clip], source: str, target:
             call_s += max(r.input_s for r in results)
             lags += [x for r in results for x in M.final_clause_latencies(r.records)]
             skipped += sum(r.metrics.get("skipped", 0) for r in results)
+            made_s += sum(speech_made_s(r) for r in results)
         account = per_audio(before, sched.cost.cpu_s(), call_s, sched.cost.cores)
     return {"sessions": sessions, "machine": sched.cost.machine, **account,
-            "final_clause_ms": M.percentiles(lags), "skipped": skipped}
+            "final_clause_ms": M.percentiles(lags), "skipped": skipped,
+            "speech_made_s": round(made_s, 2)}
+
+
+def speech_made_s(result: ReplayResult) -> float:
+    """Seconds of translated speech a replay made (what the TTS and voice stages cost
+    follows, whatever was shed)."""
+    from babelcall.realtime.types import SynthAudio
+
+    return sum(len(e.pcm) / e.rate for e in result.events if isinstance(e, SynthAudio))
 
 
 def long_call(clips: list[Clip], seconds: float, path: Path) -> Path:
