@@ -43,6 +43,7 @@ from pipecat.transcriptions.language import Language
 from pipecat.workers.runner import WorkerRunner
 from transport_utils import compact, to_16k, until
 
+from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.clock import SystemClock
 from babelcall.realtime.errors import UnsupportedLanguage
 from babelcall.realtime.scheduler import Scheduler
@@ -188,7 +189,9 @@ def test_pipeline_interprets_each_participant_into_the_others_language(engines):
     luis = clip_frames("fleurs-es-003", 16000, "luis")
 
     async def main():
-        async with Scheduler(engines) as sched:
+        # two speakers at once on 2 cores: every clause voiced (the default budget captions
+        # a clause the listener would hear over 10 s late), so the routing is what is judged
+        async with Scheduler(engines, budget=LatencyBudget(max_speech_lag_s=120)) as sched:
             proc = InterpreterProcessor(sched, "en", ["es", "en"], languages={"luis": "es"},
                                         destinations={"es": "es", "en": "en"})
             sink = await run_pipeline(proc, lambda w: paced(w, ana, luis))
