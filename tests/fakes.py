@@ -89,6 +89,12 @@ class RaisingAsr(CountingAsr):
         raise RuntimeError("asr exploded")
 
 
+class RaisingTts(BeepTts):
+    def synthesize(self, text, **kw):
+        raise RuntimeError("tts exploded")
+        yield  # a generator, as the real ones
+
+
 class HangingAsr(CountingAsr):
     """Blocks its lane's thread until released (the test releases it at the end)."""
 

@@ -139,7 +139,10 @@ class Hub:
     def metrics(self) -> dict[str, Any]:
         return {**self.scheduler.metrics(), "calls": len(self.ingests),
                 "rooms": {name: len(r.participants) for name, r in self.rooms.items()},
-                "dropped": dropped()}  # what each kind of bounded queue dropped (bounded.py)
+                "dropped": dropped(),  # what each kind of bounded queue dropped (bounded.py)
+                # input audio the live sessions dropped at a full door (a stuck pipeline)
+                "dropped_input_s": round(sum(getattr(getattr(s, "stats", None), "dropped_s",
+                                                     0.0) for s in self.scheduler.sessions), 2)}
 
 
 HUB: web.AppKey[Hub] = web.AppKey("babelcall_hub", Hub)

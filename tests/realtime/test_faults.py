@@ -15,6 +15,7 @@ from fakes import (
     EnergyVad,
     HangingAsr,
     RaisingAsr,
+    RaisingTts,
     RaisingVad,
     UpperMt,
     tone_phrases,
@@ -46,9 +47,9 @@ class Selective:
         return (self.bad if loud else self.good).transcribe(audio, **kw)
 
 
-def engines(*, vad=None, asr=None) -> Engines:
-    return Engines(vad=vad or EnergyVad(), asr=asr or CountingAsr(), tts=BeepTts(),
-                   translator=UpperMt())
+def engines(*, vad=None, asr=None, mt=None, tts=None) -> Engines:
+    return Engines(vad=vad or EnergyVad(), asr=asr or CountingAsr(), tts=tts or BeepTts(),
+                   translator=mt or UpperMt())
 
 
 async def feed(session: Session, audio, *, realtime: bool = False) -> None:
@@ -168,3 +169,28 @@ def test_a_stuck_pipeline_cannot_grow_its_door():
     # what did not fit is dropped and counted in the session's metrics
     assert m["dropped_s"] - before >= more_s - MAX_DOOR_S - 0.05, (m["dropped_s"], before)
     assert all(n <= 64 + 8 for name, n in sizes.items() if name != "listen"), sizes
+
+
+@pytest.mark.parametrize("stage", ["mt", "tts"])
+def test_a_broken_translator_or_voice_ends_the_session_with_an_error(stage):
+    """The later stages too: an MT or TTS engine that fails call after call (three phrases
+    here, each failing) ends the session with a fatal error event; the slot is freed."""
+    broken = engines(mt=UpperMt(fail_on="w") if stage == "mt" else None,  # every text: w<n>
+                     tts=RaisingTts() if stage == "tts" else None)
+
+    async def go():
+        async with Scheduler(broken, clock=SystemClock()) as sched:
+            session = Session(sched, CFG)
+            session.start()
+            collected = asyncio.create_task(events_of(session))
+            await feed(session, tone_phrases(1.5, 1.5, 1.5, 1.5, 1.5), realtime=True)
+            await until(lambda: session.failed is not None, 20, "the session to end")
+            events = await asyncio.wait_for(collected, 10)
+            left = set(sched.sessions)
+            await session.close()
+            return events, left
+
+    events, left = asyncio.run(go())
+    (err,) = fatal(events)
+    assert err.stage == stage and "exploded" in err.message, err
+    assert left == set()
