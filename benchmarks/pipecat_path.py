@@ -230,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-dir", default=str(Path(__file__).resolve().parents[2] / "shared"
                                              / "eval" / "fleurs"))
     p.add_argument("--json", help="also write the figures here")
+    p.add_argument("--voice-every-clause", action="store_true",
+                   help="never caption a late clause instead of voicing it (on a loaded "
+                        "machine the two paths would otherwise voice different phrases)")
     engine_args(p, languages=False)
     args = p.parse_args(argv)
     logger.remove()
@@ -237,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     args.source, args.target = pair_name(args.pair)
     clips = find_clips(Path(args.eval_dir), args.source, args.target, args.clips)
     engines = load_engines(args)
-    result = asyncio.run(compare(engines, clips, args.source, args.target))
+    budget = LatencyBudget(max_speech_lag_s=3600) if args.voice_every_clause else None
+    result = asyncio.run(compare(engines, clips, args.source, args.target, budget=budget))
     print(markdown(result), end="")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
