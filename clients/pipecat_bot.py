@@ -24,6 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+try:
+    import pipecat  # noqa: F401 - the `pipecat` extra
+except ImportError as exc:
+    raise ImportError("the pipecat bot needs the pipecat extra: pip install -e '.[pipecat]' "
+                      "(./install.sh installs it)") from exc
 from pipecat.frames.frames import (
     Frame,
     OutputTransportMessageUrgentFrame,

@@ -48,6 +48,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+try:
+    import pipecat  # noqa: F401 - the `pipecat` extra
+except ImportError as exc:
+    raise ImportError("babelcall's pipecat processor needs the pipecat extra: pip install -e "
+                      "'.[pipecat]' (./install.sh installs it)") from exc
 from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
