@@ -90,11 +90,11 @@ class ComputeGate:
     Each lane orders its own jobs earliest-deadline-first, but more model calls than cores
     would time-slice a small CPU: the first audio of a phrase that just ended would wait
     behind a mid-phrase ASR update of another speaker. With ``slots`` model calls at most
-    running at once, one per core by default (each engine computes on one thread: Kokoro
-    costs 5-8 % less CPU per second of speech that way, Whisper ~8 % less, and the recogniser
-    and the synthesiser then use both cores of a 2-core machine instead of taking turns at
-    1.34x from a second thread), the most urgent calls get the cores; where calls must share,
-    the earliest deadline goes first."""
+    running at once, one per core by default, the most urgent calls get the cores; where
+    calls must share, the earliest deadline goes first. Whisper computes on one thread (a
+    second cost ~8 % more CPU for the same words), so the recogniser runs beside the
+    synthesiser instead of taking turns with it; Kokoro keeps two (the one TTS lane thread
+    makes every session's speech: its intra-op threads are its only way onto a free core)."""
 
     def __init__(self, slots: int) -> None:
         if slots < 1:
@@ -325,16 +325,17 @@ class Scheduler:
                  timeout_s: float = 30.0, max_sessions: int | None = None,
                  compute_slots: int | None = None) -> None:
         """``compute_slots``: model calls (of any lane) allowed to run at once; default one
-        per core for each of the engines' threads per call (``threads`` of the recogniser and
-        the synthesiser; see ComputeGate). A translator with ``shares_compute = False``
-        (Apertium: a few ms, its own processes) runs outside the gate, as does the VAD."""
+        per core, or one per N cores where both the recogniser and the synthesiser compute on
+        N threads (``--threads N``; see ComputeGate). A translator with ``shares_compute =
+        False`` (Apertium: a few ms, its own processes) runs outside the gate, as does the
+        VAD."""
         self.engines = engines
         self.clock = clock or SystemClock()
         self.budget = budget or LatencyBudget()
         self.max_sessions = max_sessions
         self.sessions: set[object] = set()
         self._level = 0
-        per_call = max(int(getattr(e, "threads", 1) or 1) for e in (engines.asr, engines.tts))
+        per_call = min(int(getattr(e, "threads", 1) or 1) for e in (engines.asr, engines.tts))
         self.gate = ComputeGate(compute_slots or default_compute_slots(per_call))
         self.cost = CostLedger()
         common = {"clock": self.clock, "timeout_s": timeout_s, "ledger": self.cost}

@@ -82,9 +82,11 @@ class KokoroSynth:
         self.voices: tuple[str, ...] = tuple(sorted(self._styles))
         self.voice = self._check_voice(voice)
         opts = ort.SessionOptions()
-        # one thread by default: the scheduler runs one model call per core (ComputeGate);
-        # 2 threads bought 1.34x in wall time for 5-8 % more CPU per second of speech
-        self.threads = threads or 1
+        # two threads by default, though one costs 5-8 % less CPU per second of speech: every
+        # session's speech is made on the one TTS lane thread (realtime/scheduler.py), so its
+        # intra-op threads are the only way synthesis uses a second core (1.34x), while the
+        # recogniser, on one thread, runs beside it in the other compute slot
+        self.threads = threads or min(2, os.cpu_count() or 1)
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         # Whisper and MT share these cores: idle ORT workers that spin burned ~25% more CPU
