@@ -96,15 +96,17 @@ class RaisingTts(BeepTts):
 
 
 class HangingAsr(CountingAsr):
-    """Blocks its lane's thread until released (the test releases it at the end)."""
+    """Blocks its lane's thread for ``seconds`` or until released (the test releases it at the
+    end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 30.0) -> None:
         super().__init__()
+        self.seconds = seconds
         self.release = threading.Event()
 
     def transcribe(self, audio, **kw):
         self.calls += 1
-        self.release.wait(30)
+        self.release.wait(self.seconds)
         return []
 
 

@@ -101,8 +101,11 @@ def test_a_crashing_vad_ends_its_session_with_an_error_and_refuses_audio():
 def test_a_broken_asr_ends_that_session_and_the_other_goes_on(kind):
     """Two sessions share one scheduler (one ASR lane); one speaker's recognition fails
     (raises, or hangs past the lane's timeout) call after call: that session ends with a fatal
-    error after ``MAX_FAILURES``; the other is translated to the end."""
-    bad = RaisingAsr() if kind == "raises" else HangingAsr()
+    error after ``MAX_FAILURES``; the other is translated to the end. A hung call runs 10x
+    past the lane's timeout, then returns: the scheduler keeps a timed-out call's compute slot
+    until its thread ends (both cores' slots held by hung threads would stall every session
+    until then — the scheduler's policy, not the session's)."""
+    bad = RaisingAsr() if kind == "raises" else HangingAsr(seconds=3.0)
 
     async def go():
         sched = Scheduler(engines(asr=Selective(bad)), clock=SystemClock(), timeout_s=0.3)
