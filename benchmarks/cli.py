@@ -95,6 +95,9 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
             streaming.append(R.score_stream(engines, clip, res, args.target))
         account = {"1": per_audio(spent0, sched.cost.cpu_s(),
                                   sum(r.input_s for r in stream_runs), sched.cost.cores)}
+        account["1"].update(  # what was shed costs no CPU: say it beside the figures
+            skipped=sum(r.metrics.get("skipped", 0) for r in stream_runs),
+            speech_made_s=round(sum(R.speech_made_s(r) for r in stream_runs), 2))
     webrtc = None
     if not args.no_webrtc:
         from babelcall.benchmarks.loopback import run_loopback

@@ -134,6 +134,12 @@ def cost_table(cost: dict[str, Any]) -> list[str]:
         f"**{a['total_cpu_per_audio_s']}**" for _, a in runs) + " |")
     lines.append("| share of the machine | " + " | ".join(
         f"{100 * a['share_of_machine']:.0f} %" for _, a in runs) + " |")
+    if any("speech_made_s" in a for _, a in runs):  # shed work costs nothing: say how much
+        lines.append("| speech made, s (of speech heard, s) | " + " | ".join(
+            f"{_fmt(a.get('speech_made_s'))} ({_fmt(a.get('audio_s'))})" for _, a in runs)
+            + " |")
+        lines.append("| clauses only captioned | " + " | ".join(
+            _fmt(a.get("skipped")) for _, a in runs) + " |")
     return lines
 
 

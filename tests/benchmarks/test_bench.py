@@ -104,3 +104,7 @@ def test_the_cost_table_shows_each_stage_for_one_and_two_speakers():
     assert "AMD EPYC, 2 cores" in lines[1]
     assert "| asr | 0.2 | 0.3 |" in lines and "| mt | – | 0.01 |" in lines
     assert lines[-1] == "| share of the machine | 35 % | 70 % |"
+    shed = cost_table({"account": {"1": {**run, "speech_made_s": 12.5, "audio_s": 20.0,
+                                         "skipped": 3}}})
+    assert shed[-2:] == ["| speech made, s (of speech heard, s) | 12 (20) |",
+                         "| clauses only captioned | 3 |"]
