@@ -70,6 +70,9 @@ def test_the_hub_owns_its_registries_and_closes_them():
 
     stats, call, room, other, closer, hub = asyncio.run(main())
     assert stats["calls"] == 1 and stats["rooms"] == {"r1": 0}
+    # /stats: the load in words and the cost account (nothing heard yet: no share)
+    assert stats["shedding"] == "keeping pace" and stats["cost"]["heard_s"] == 0
+    assert "cores" in stats["cost"]["machine"] and stats["cost"]["share_of_machine"] is None
     assert call.closed and room.closed and closer.closed and not other.closed
     with pytest.raises(SignalingError):
         hub.room("r2", lambda: _Closable("r2"))  # shutting down: no new rooms
