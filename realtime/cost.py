@@ -200,7 +200,10 @@ class CostLedger:
         ``total``; ``share_of_machine`` (total CPU-s per audio-s over the cores: one caller
         speaking continuously costs this fraction of the machine); ``recent_share`` (the
         stages' CPU over the last ``recent_s`` of wall time, over the cores: the load now);
-        ``unattributed_cpu_s`` (the process's CPU outside any stage)."""
+        ``unattributed_cpu_s`` (the process's CPU since this ledger began, less its stages':
+        the event loop, codecs, library threads, and any other scheduler's calls in the
+        process; child processes such as Apertium's are in the stages but not in the
+        process's clock, so this errs low)."""
         now = time.monotonic()
         with self._lock:
             stages = {k: (v.calls, v.cpu_ns / 1e9) for k, v in self.stages.items()}
