@@ -86,6 +86,14 @@ def test_a_webrtc_peer_hears_the_translation_through_the_pipecat_bot(engines):
                 assert answer["pc_id"] in bot.connections
                 await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"],
                                                                     answer["type"]))
+                # trickle ICE (PATCH): an end-of-candidates marker; an unknown peer is refused
+                done = {"candidate": "", "sdp_mid": "0", "sdp_mline_index": 0}
+                patch = await http.patch(server.make_url("/api/offer"), json={
+                    "pc_id": answer["pc_id"], "candidates": [done]})
+                assert patch.status == 200, await patch.text()
+                stray = await http.patch(server.make_url("/api/offer"), json={
+                    "pc_id": "nobody", "candidates": [done]})
+                assert stray.status == 400
                 await until(track.finished.is_set, 60, "the clip to be sent")
 
                 def played_out() -> bool:
