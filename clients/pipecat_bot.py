@@ -260,7 +260,8 @@ button{font-size:1.1rem;padding:.5rem 1.2rem}#log p{margin:.3rem 0}.translation{
 </style></head><body>
 <h1>babelcall in a pipecat bot</h1>
 <p>Speak after connecting: you hear the translation; captions appear below.</p>
-<button id="go">Connect</button> <span id="state" role="status">idle</span>
+<button id="go">Connect</button> <button id="stop" disabled>Hang up</button>
+<span id="state" role="status">idle</span>
 <audio id="out" autoplay></audio><div id="log" aria-live="polite"></div>
 <script>
 const $ = (id) => document.getElementById(id);
@@ -295,7 +296,13 @@ async function connect() {
 }
 $("go").onclick = () => {
   $("go").disabled = true;
+  $("stop").disabled = false;
   connect().catch((e) => { $("state").textContent = e; });
+};
+$("stop").onclick = () => {  // closing the connection tells the bot (DTLS close)
+  if (pc) pc.close();
+  $("state").textContent = "closed";
+  $("stop").disabled = true;
 };
 </script></body></html>
 """

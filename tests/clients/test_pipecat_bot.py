@@ -133,3 +133,83 @@ def test_a_webrtc_peer_hears_the_translation_through_the_pipecat_bot(engines):
     assert chrf > 30, text
     assert chrf > other.score, text
     assert any(r["type"] == "timing" and r["hops_ms"].get("handed") for r in records)
+
+
+# getUserMedia gives a WebAudio stream whose clip starts once the page says "connected" (a
+# fake capture file would start playing before the call is up, and that audio is never sent)
+SPEAKER = """
+(() => {
+  const pcm = Uint8Array.from(atob("%s"), (c) => c.charCodeAt(0));
+  const samples = new Int16Array(pcm.buffer);
+  navigator.mediaDevices.getUserMedia = async () => {
+    const ctx = new AudioContext({ sampleRate: 48000 });
+    const out = ctx.createMediaStreamDestination();
+    const clip = ctx.createBuffer(1, samples.length, 48000);
+    clip.getChannelData(0).set(Float32Array.from(samples, (v) => v / 32768));
+    const timer = setInterval(() => {
+      const state = document.getElementById("state");
+      if (!state || state.textContent !== "connected") return;
+      clearInterval(timer);
+      const source = ctx.createBufferSource();
+      source.buffer = clip;
+      source.connect(out);
+      source.start(ctx.currentTime + 0.5);
+      window.speakerStarted = true;
+    }, 20);
+    return out.stream;
+  };
+})();
+"""
+
+
+def test_the_bot_page_in_chromium_shows_the_translation(engines, tmp_path):
+    """The page the bot serves, in headless Chromium (Debian's, driven by playwright): it
+    connects over SmallWebRTC's signalling, a scripted microphone speaks an English clip, and
+    the Spanish captions and the translated audio arrive."""
+    import base64
+    import shutil
+
+    from playwright.async_api import async_playwright
+
+    pcm = (load_clip("fleurs-en-004", 48000) * 32767).astype("<i2").tobytes()
+    flags = ["--use-fake-ui-for-media-stream", "--no-sandbox", "--headless", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update",
+             "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+
+    async def main():
+        async with Scheduler(engines) as sched, async_playwright() as p:
+            bot = PipecatBot(sched, "en", "es")
+            server = TestServer(make_app(bot))
+            await server.start_server()
+            browser = await p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=chromium, headless=True, args=flags)
+            try:
+                page = await browser.new_page()
+                await page.add_init_script(SPEAKER % base64.b64encode(pcm).decode())
+                await page.goto(str(server.make_url("/")))
+                await page.click("#go")
+                await page.wait_for_function(
+                    "document.getElementById('state').textContent === 'connected'",
+                    timeout=30_000)
+                await page.wait_for_function("""(() => {
+                    const t = [...document.querySelectorAll('#log .translation')]
+                        .map((p) => p.textContent.toLowerCase()).join(' ');
+                    return ['personas', 'plumas', 'volar'].some((w) => t.includes(w));
+                })()""", timeout=120_000)
+                received = await page.evaluate("""(async () => {
+                    const out = document.getElementById('out').srcObject;
+                    return out ? out.getAudioTracks().length : 0;
+                })()""")
+                captions = await page.inner_text("#log")
+                await page.click("#stop")
+                await until(lambda: not bot.connections and not sched.sessions, 20,
+                            "the bot to hang up when the page did")
+            finally:
+                await browser.close()
+            await server.close()
+            return captions, received
+
+    captions, received = asyncio.run(main())
+    assert received == 1  # the translated audio track plays in the page's <audio>
+    assert "[en]" in captions and "[es]" in captions, captions
