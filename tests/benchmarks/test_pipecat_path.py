@@ -15,6 +15,20 @@ from babelcall.realtime.budget import LatencyBudget
 PATIENT = LatencyBudget(max_speech_lag_s=120)
 
 
+def _quiet_pipecat() -> None:
+    """pipecat logs through loguru at DEBUG to the stderr it found at import: keep warnings,
+    written to whatever stderr is current (so pytest captures them with the test)."""
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message), level="WARNING")
+
+
+_quiet_pipecat()
+
+
 def test_pipecat_path_against_in_process(engines):
     clips = [c for c in find_clips(eval_dir(), "en", "es", None) if c.name == "fleurs-en-004"]
     runs: list = []

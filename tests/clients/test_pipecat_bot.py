@@ -27,6 +27,20 @@ from babelcall.transports.tracks import WIRE_RATE, PcmTrack
 pytestmark = pytest.mark.timeout(240)
 
 
+def _quiet_pipecat() -> None:
+    """pipecat logs through loguru at DEBUG to the stderr it found at import: keep warnings,
+    written to whatever stderr is current (so pytest captures them with the test)."""
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message), level="WARNING")
+
+
+_quiet_pipecat()
+
+
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Wait for a condition (never a fixed sleep); fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -53,6 +53,20 @@ pytestmark = pytest.mark.timeout(240)
 FRAME_S = 0.02
 
 
+def _quiet_pipecat() -> None:
+    """pipecat logs through loguru at DEBUG to the stderr it found at import: keep warnings,
+    written to whatever stderr is current (so pytest captures them with the test)."""
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message), level="WARNING")
+
+
+_quiet_pipecat()
+
+
 class Collect(FrameProcessor):
     """The pipeline's last processor: every frame that reaches it, with its arrival (ns)."""
 
