@@ -49,6 +49,13 @@ def register(sub: Any) -> None:
     p.add_argument("--fast", action="store_true",
                    help="quality only: deterministic replays on a simulated clock, scored by an "
                         "independent transcriber (no latency, network paths or sweep)")
+    p.add_argument("--longform", action="store_true",
+                   help="keep-pace bench: the clips joined into one talk per pair (--pair may "
+                        "list several: en-es,es-en,en-pt); with --fast compute-free")
+    p.add_argument("--dialogue", action="store_true",
+                   help="with --longform: also two speakers of the first pair taking turns")
+    p.add_argument("--dialogue-only", action="store_true",
+                   help="with --longform: only the dialogue")
     p.add_argument("--record", action="store_true",
                    help="with --fast: store the figures for babelcall languages")
     engine_args(p, languages=False)
@@ -74,6 +81,11 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
     from babelcall.realtime.scheduler import Scheduler
     from babelcall.realtime.session import SessionConfig
 
+    if args.longform:
+        from babelcall.benchmarks.longform import run_longform
+
+        args.source, args.target = pair_name(args.pair.split(",")[0])
+        return await run_longform(args, engines or load_engines(args))
     args.source, args.target = pair_name(args.pair)
     clips = R.find_clips(Path(args.eval_dir), args.source, args.target,
                          1 if args.smoke else args.clips)

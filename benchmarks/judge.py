@@ -52,6 +52,20 @@ class Judge:
             return " ".join(s.text.strip() for s in segments if s.text.strip())
 
 
+    def words(self, audio: np.ndarray, language: str) -> list[tuple[str, float, float]]:
+        """(word, start s, end s) of 16 kHz mono ``audio``, with faster-whisper's word
+        timestamps (cross-attention alignment over the full window): when a speaker said each
+        word, measured apart from the engine under test."""
+        x = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if not len(x) or not np.any(x):
+            return []
+        with self._lock:
+            segments, _ = self._model.transcribe(x, language=language, beam_size=BEAM_SIZE,
+                                                 vad_filter=True, word_timestamps=True)
+            return [(w.word.strip(), float(w.start), float(w.end))
+                    for s in segments for w in (s.words or []) if w.word.strip()]
+
+
 @functools.cache
 def judge(models_dir: str | None = None) -> Judge:
     """The process's judge (loaded once)."""
