@@ -13,6 +13,14 @@ _CLAUSE_END = re.compile(r"[,;:.!?…。！？、]['\"”»)]*$")
 CLAUSE_WORDS: dict[str, tuple[int, int]] = {"fr": (12, 8)}
 DEFAULT_CLAUSE_WORDS = (8, 5)
 TINY_LAST_PIECE = 2  # words: a phrase's last piece this short joins the one before it
+# The fewest words voiced ahead of a full piece when the listener would otherwise wait
+# (``ClauseCutter.flush``); French reads short pieces badly (see above).
+MIN_EARLY_WORDS: dict[str, int] = {"fr": 6}
+DEFAULT_MIN_EARLY_WORDS = 3
+
+
+def early_words(language: str) -> int:
+    return MIN_EARLY_WORDS.get(language, DEFAULT_MIN_EARLY_WORDS)
 
 
 def clause_words(language: str) -> tuple[int, int]:
@@ -40,6 +48,15 @@ class ClauseCutter:
         """Add committed text; return the pieces that are ready to be spoken."""
         pieces, self._words, self._first = self._cut(self._words + text.split(), final)
         return pieces
+
+    def flush(self, min_words: int) -> str | None:
+        """The pending words as a piece now, if there are at least ``min_words`` of them:
+        the listener has nothing left to hear, and a full piece would keep them waiting for
+        words the speaker has not said yet."""
+        if len(self._words) < min_words:
+            return None
+        piece, self._words, self._first = " ".join(self._words), [], False
+        return piece if re.search(r"\w", piece) else None
 
     def preview(self, text: str, *, final: bool = False) -> list[str]:
         """The pieces ``push(text, final=final)`` would return, without pushing (what a

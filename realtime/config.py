@@ -28,6 +28,19 @@ class SessionConfig:
     # Commit the recogniser's whole hypothesis at a pause (see OnlineAsr.accept); off: words
     # wait for agreement or the end of the phrase.
     settle_at_pause: bool = True
+    # Commit a recognised word once this much audio follows it, agreed or not (None: only on
+    # agreement of two passes, at a pause, or at the phrase's end); see OnlineAsr.
+    asr_stable_after_s: float | None = 1.5
+    # The translator commits its hypothesis but for this many trailing words without
+    # waiting for the next translation to agree (None: agreement only); see
+    # IncrementalTranslator.
+    mt_holdback_words: int | None = 2
+    # Re-time translated speech (WORLD, pitch kept) when the listener falls behind
+    # (policy.compression); off: Kokoro's own catch-up speed only.
+    compress: bool = True
+    # Voice committed words short of a full piece while the listener has nothing queued
+    # (policy.voice_early); off: a piece waits for its clause end or its word count.
+    voice_early: bool = True
     # Synthesise the phrase's last clause from the translator's draft while the speaker
     # pauses; play it the moment the commit confirms the same text (see stages/speak.py).
     speculate: bool = True

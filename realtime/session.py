@@ -156,8 +156,9 @@ class Session:
         self.scheduler.release(self)
 
     def report_backlog(self, seconds: float) -> None:
-        """The sink says how much translated audio waits to be played: drives catch-up."""
-        self._ctx.backlog_s = max(0.0, seconds)
+        """The sink says how much translated audio waits to be played: drives catch-up (and,
+        as it plays out, voicing early; see ``Context.backlog_s``)."""
+        self._ctx.backlog_until_ns = self._ctx.clock.now_ns() + int(max(0.0, seconds) * 1e9)
         self.stats.backlog_s = self._ctx.backlog_s
 
     def metrics(self) -> dict[str, Any]:

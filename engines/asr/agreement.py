@@ -81,9 +81,16 @@ class OnlineAsr:
     """One speaker's phrase-by-phrase streaming recognition (per-session state)."""
 
     def __init__(self, asr: Asr, *, language: str, task: str = "transcribe",
-                 max_buffer_s: float = 15.0, prompt_chars: int = 200) -> None:
+                 max_buffer_s: float = 15.0, prompt_chars: int = 200,
+                 stable_after_s: float | None = None) -> None:
         if max_buffer_s < 3:
             raise ValueError("max_buffer_s must be at least 3 s")
+        if stable_after_s is not None and stable_after_s <= 0:
+            raise ValueError("stable_after_s must be positive")
+        # A hypothesis word this far before the end of the audio read is committed without
+        # waiting for a second pass to agree: Whisper rarely changes a word once it has
+        # heard this much after it, and agreement can take passes on a fast speaker.
+        self.stable_after_s = stable_after_s
         self.asr = asr
         self.language = language
         self.task = task
@@ -139,6 +146,8 @@ class OnlineAsr:
         committed = self._hyp.flush()
         if settle:
             committed += self._hyp.commit_all()
+        elif self.stable_after_s is not None:
+            committed += self._hyp.commit_until(self.buffer_end - self.stable_after_s)
         if len(self._audio) / self.rate > self.max_buffer_s:
             committed += self._hyp.commit_until(self.buffer_end - 3.0)
         self._remember(committed)

@@ -8,7 +8,9 @@ are not taken back:
 (b) the source ends at a clause or sentence boundary (``, ; : . ? !``): commit the whole
     hypothesis, since a clause translates as a unit and TTS can start on it;
 (c) otherwise LocalAgreement-2: commit the longest common word prefix of this hypothesis and the
-    previous one, beyond what is already committed.
+    previous one, beyond what is already committed;
+(d) with ``holdback`` N, also commit all but the hypothesis's last N words (whichever of (c)
+    and (d) commits more): a word waits for the next source update only near the tail.
 
 Prefix engines (CTranslate2) are asked to continue the committed target, so their hypothesis
 always extends it. Other engines (Apertium, Bergamot, pivots) re-translate the sentence; we take
@@ -97,6 +99,12 @@ def _agreed(previous: str | None, current: str, start: int) -> str:
     return "".join(out)
 
 
+def _all_but(hypothesis: str, start: int, holdback: int) -> str:
+    """The whole words of ``hypothesis`` after ``start`` chars, less the last ``holdback``."""
+    chunks = _CHUNK.findall(hypothesis[start:])
+    return "".join(chunks[:max(0, len(chunks) - holdback)])
+
+
 class IncrementalTranslator:
     """One per session and language pair; not thread-safe (a session updates it serially, and
     sessions share the engines, which are).
@@ -106,7 +114,8 @@ class IncrementalTranslator:
     produced the target text (``Engines.asr_task`` is "translate" by the same rule,
     ``router.text_engine``) and every update commits the new source as it is."""
 
-    def __init__(self, engine: Translator | None, source: str, target: str) -> None:
+    def __init__(self, engine: Translator | None, source: str, target: str, *,
+                 holdback: int | None = None) -> None:
         try:
             self.engine = text_engine(engine, source, target)
         except UnsupportedLanguage:
@@ -115,6 +124,12 @@ class IncrementalTranslator:
                 f"{source}->{target}") from None
         self.source = source
         self.target = target
+        if holdback is not None and holdback < 0:
+            raise ValueError("holdback must be >= 0")
+        # (d) commit all but the last ``holdback`` words of a grown hypothesis without waiting
+        # for the next one to agree: the tail is where word order still changes (adjective
+        # after noun, verb at the end), the rest rarely does once its source is committed.
+        self.holdback = holdback
         self._state = _State()
 
     def reset(self) -> None:
@@ -165,6 +180,9 @@ class IncrementalTranslator:
             committed = hyp
         elif grown:
             committed = st.committed + _agreed(st.hypothesis, hyp, len(st.committed))
+            if self.holdback is not None:
+                ahead = _all_but(hyp, len(st.committed), self.holdback)
+                committed = max(committed, st.committed + ahead, key=len)
         else:  # an identical hypothesis twice is no agreement: the source did not grow
             committed = st.committed
         new = committed[len(st.committed):]

@@ -190,6 +190,8 @@ class DspCloner:
         self.range_match, self.formant_match = range_match, formant_match
         self.loudness_bounds = loudness_bounds
         self._convert = converter or world.convert
+        # WORLD converts and re-times in one pass (``apply(tempo=)``); Praat does not
+        self.retimes = converter is None
         self._plans: OrderedDict[tuple[int, str | None], tuple[VoiceProfile, Conversion]] = \
             OrderedDict()
         self._lock = threading.Lock()
@@ -268,15 +270,20 @@ class DspCloner:
         return conv
 
     def apply(self, pcm: np.ndarray, rate: int, profile: VoiceProfile | None, *,
-              voice: str | None = None) -> np.ndarray:
+              voice: str | None = None, tempo: float = 1.0) -> np.ndarray:
         """``pcm`` converted towards ``profile``; unchanged without a profile, or where the
-        conversion for this caller and voice is not safe (``is_safe``)."""
-        if profile is None or len(pcm) == 0:
-            return pcm
-        stats = self.voice_stats.get(voice) if voice else None
-        if stats is not None and not is_safe(profile, stats)[0]:
-            return pcm
-        conv = self.plan(profile, voice, pcm, rate)
+        conversion for this caller and voice is not safe (``is_safe``). ``tempo`` > 1: also
+        ``tempo`` times faster, pitch kept (``world.retime``), in the conversion's own pass
+        where WORLD converts."""
+        conv = None
+        if profile is not None and len(pcm):
+            stats = self.voice_stats.get(voice) if voice else None
+            if stats is None or is_safe(profile, stats)[0]:
+                conv = self.plan(profile, voice, pcm, rate)
         if conv is None:
-            return pcm
+            return world.retime(pcm, rate, tempo) if tempo > 1.0 else pcm
+        if tempo > 1.0 and self.retimes:
+            return world.convert(pcm, rate, conv, tempo=tempo)
+        if tempo > 1.0:
+            pcm = world.retime(pcm, rate, tempo)
         return self._convert(pcm, rate, conv)

@@ -137,10 +137,17 @@ class Context:
     arrivals: ArrivalIndex
     emit: Callable[[Event], None]
     profile: ProfileBuilder | None  # the speaker's voice, for cloning
-    backlog_s: float = 0.0  # translated audio waiting at the sink (the sink reports it)
+    # when the translated audio queued at the sink will have played out (the sink reports
+    # what it holds; between reports it keeps playing, so the backlog shrinks with the clock)
+    backlog_until_ns: int = 0
     # the session's reaction to a stage that keeps failing (or crashed): end it with an error
     on_fatal: Callable[[str, BaseException], None] | None = None
     failures: dict[str, int] = field(default_factory=dict)  # consecutive, per stage
+
+    @property
+    def backlog_s(self) -> float:
+        """Translated audio still waiting at the sink now."""
+        return max(0.0, (self.backlog_until_ns - self.clock.now_ns()) / 1e9)
 
     def arrival_ns(self, t: float) -> int:
         """Wall time at which the source instant ``t`` (seconds) arrived."""

@@ -40,7 +40,11 @@ class RecognizeStage(Stage):
         cfg, engines = ctx.config, ctx.scheduler.engines
         self.task = engines.asr_task(cfg.source, cfg.target)
         self.online = OnlineAsr(engines.asr, language=cfg.source, task=self.task,
-                                max_buffer_s=cfg.max_phrase_buffer_s)
+                                max_buffer_s=cfg.max_phrase_buffer_s,
+                                # Whisper translating rewords its output as context grows:
+                                # there only agreement (or a pause) commits
+                                stable_after_s=cfg.asr_stable_after_s
+                                if self.task == "transcribe" else None)
         self.fresh = 0.0  # seconds of phrase audio not yet transcribed
         self.voiced = 0.0  # ... of which the VAD scored as speech
         self.start = 0.0  # source time where the open phrase starts

@@ -12,6 +12,7 @@ the committed text as usual (a miss) — speculative audio is never played for o
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterator
@@ -20,10 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from babelcall.engines.voice import VoiceProfile, rate_factor
+from babelcall.engines.voice import VoiceProfile, rate_factor, world
 from babelcall.realtime.audio import shorten_pauses
-from babelcall.realtime.clauses import ClauseCutter, clause_words
-from babelcall.realtime.policy import merge_waiting, skip_voice, speech_speed
+from babelcall.realtime.clauses import ClauseCutter, clause_words, early_words
+from babelcall.realtime.policy import (
+    compression,
+    merge_waiting,
+    skip_voice,
+    speech_speed,
+    voice_early,
+)
 from babelcall.realtime.scheduler import CallTrace
 from babelcall.realtime.stages.base import END, Context, Flow, Stage, span
 from babelcall.realtime.stages.translate import TargetText
@@ -39,10 +46,16 @@ class Speech:
     Phonemising happens in the first step too, never on the event loop."""
 
     def __init__(self, ctx: Context, text: str, voice: str | None, speed: float,
-                 profile: VoiceProfile | None) -> None:
+                 profile: VoiceProfile | None,
+                 behind: Callable[[], float] | None = None) -> None:
         engines = ctx.scheduler.engines
         self.tts, self.cloner = engines.tts, engines.cloner
         self.text, self.voice, self.speed, self.profile = text, voice, speed, profile
+        # how far behind the speaker the listener is now, read once a piece exists (its
+        # length decides its re-timing, policy.compression); None: never re-timed
+        self.behind = behind
+        self.budget = ctx.budget
+        self.tempo = 1.0  # the latest piece's re-timing
         self.language = ctx.config.target
         self.max_pause_s = ctx.config.max_pause_s
         self.clock = ctx.clock
@@ -59,9 +72,18 @@ class Speech:
             return None
         if self.max_pause_s is not None:
             pcm = shorten_pauses(pcm, self.tts.sample_rate, self.max_pause_s)
+        rate = self.tts.sample_rate
+        if self.behind is not None:  # its length decides how much it is re-timed
+            self.tempo = compression(self.behind(), len(pcm) / rate, self.speed, self.budget,
+                                     converted=self.profile is not None)
+        if self.profile is not None and getattr(self.cloner, "retimes", False):
+            return self.cloner.apply(pcm, rate, self.profile, voice=self.voice,
+                                     tempo=self.tempo)  # one vocoder pass for both
+        if self.tempo > 1.0:  # before conversion: it then has less audio to convert
+            pcm = world.retime(pcm, rate, self.tempo)
         if self.profile is None:
             return pcm
-        return self.cloner.apply(pcm, self.tts.sample_rate, self.profile, voice=self.voice)
+        return self.cloner.apply(pcm, rate, self.profile, voice=self.voice)
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,13 @@ class _Piece:
     text: str
     src: Span
     made_by: TargetText
+    # when the speaker said the piece's last word (estimated: a commit's words are spread
+    # evenly over the source it added); None: at ``src.end``
+    said_s: float | None = None
+
+    @property
+    def said_end(self) -> float:
+        return self.src.end if self.said_s is None else self.said_s
 
 
 @dataclass
@@ -121,6 +150,8 @@ class SpeakStage(Stage):
         cfg = ctx.config
         words, first = clause_words(cfg.target)
         self.cutter = ClauseCutter(cfg.max_clause_words or words, cfg.first_clause_words or first)
+        self.min_early_words = early_words(cfg.target)
+        self._src_end: dict[int, float] = {}  # utt -> where its latest commit's source ended
         self._phrase_voice: tuple[int, VoiceProfile | None, str | None] = (-1, None, None)
         self._clauses = itertools.count(1)
         self._latest: dict[int, tuple[int, dict[str, int]]] = {}  # utt -> its latest clause
@@ -135,8 +166,13 @@ class SpeakStage(Stage):
         pieces: list[_Piece] = []
         texts = [i for i in items if i is not END]
         for t in texts:
-            pieces += [_Piece(t.utt, p, t.span, t) for p in self.cutter.push(t.text,
-                                                                            final=t.final)]
+            pieces += self._cut(t)
+        if texts and not pieces and self.ctx.config.voice_early \
+                and voice_early(self.ctx.backlog_s, self.ctx.budget):
+            early = self.cutter.flush(self.min_early_words)
+            if early:
+                t = texts[-1]
+                pieces.append(_Piece(t.utt, early, t.span, t))
         if len(items) > 1 and len(pieces) > 1:
             # Nothing committed is dropped: the merge is logged and counted.
             log.info("session %s catch-up: merged %d clauses (backlog %.1f s)",
@@ -156,6 +192,23 @@ class SpeakStage(Stage):
         if ended:
             self._drop_speculation()
         return ended
+
+    def _cut(self, t: TargetText) -> list[_Piece]:
+        """The pieces ready once ``t`` is committed, each with when its last word was said:
+        the words ``t`` adds are spread evenly over the source it adds (from where the
+        phrase's previous commit ended to ``t.span.end``); words that waited in the cutter
+        were said by then."""
+        lo = self._src_end.get(t.utt, t.span.start) if t.span.end >= t.span.start else \
+            t.span.end
+        self._src_end = {t.utt: t.span.end}
+        waiting = len(self.cutter.pending.split())
+        added = max(1, len(t.text.split()))
+        out, used = [], 0
+        for text in self.cutter.push(t.text, final=t.final):
+            used += len(text.split())
+            frac = min(1.0, max(0.0, (used - waiting) / added))
+            out.append(_Piece(t.utt, text, t.span, t, lo + frac * (t.span.end - lo)))
+        return out
 
     async def run(self) -> None:
         try:
@@ -317,13 +370,16 @@ class SpeakStage(Stage):
         speed = speech_speed(ctx.config.speed, rate_factor(profile, ctx.config.target),
                              ctx.backlog_s, ctx.budget)
         ctx.stats.speed = speed
-        speech = Speech(ctx, made.piece.text, voice, speed, profile)
+        said = span(src.start, made.piece.said_end)
+        speech = Speech(ctx, made.piece.text, voice, speed, profile,
+                        functools.partial(self.behind_s, said) if ctx.config.compress else None)
         trace = CallTrace()
         while (pcm := await ctx.timed("tts", ctx.scheduler.synthesize(
                 speech.step, deadline_ns=deadline, trace=trace))) is not None:
             if not made.chunks:  # the clause's first piece: its waterfall hops
                 made.marks = {"tts_submit": trace.submitted_ns, "tts_start": trace.started_ns,
                               "synthesized": speech.synthesized_ns, "tts_done": trace.done_ns}
+            ctx.stats.speed = round(speed * speech.tempo, 3)
             made.add(pcm)
             deadline = self._deadline(utt, src)
 

@@ -51,7 +51,8 @@ class TranslateStage(Stage):
         self.out = out  # -> speak: TargetText items, then END
         cfg = ctx.config
         engine = ctx.scheduler.engines.translator_for(cfg.source, cfg.target)
-        self.mt = IncrementalTranslator(engine, cfg.source, cfg.target) \
+        self.mt = IncrementalTranslator(engine, cfg.source, cfg.target,
+                                        holdback=cfg.mt_holdback_words) \
             if engine is not None else None
         self.said = ""  # target already passed on, when Whisper translates itself
 

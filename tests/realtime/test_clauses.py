@@ -55,3 +55,21 @@ def test_french_gets_longer_pieces():
     from babelcall.realtime.clauses import clause_words
 
     assert clause_words("fr") == (12, 8) and clause_words("es") == (8, 5)
+
+
+def test_flush_voices_the_waiting_words_only_when_there_are_enough():
+    c = ClauseCutter(max_words=8, first_max_words=5)
+    assert c.push("Fácil logra") == []
+    assert c.flush(3) is None                 # two words: keep waiting
+    assert c.push("es") == []
+    assert c.flush(3) == "Fácil logra es"     # the listener would wait: voice them now
+    assert c.pending == ""
+    # the next piece is no longer the phrase's first: it takes the longer limit
+    assert c.push("un romántico y fascinante ciudad de") == []
+    assert c.push("Sintra, que") == ["un romántico y fascinante ciudad de Sintra,"]
+
+
+def test_early_words_are_more_for_french():
+    from babelcall.realtime.clauses import early_words
+
+    assert early_words("es") == 3 and early_words("fr") > early_words("es")

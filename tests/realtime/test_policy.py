@@ -8,10 +8,12 @@ from babelcall.realtime.policy import (
     asr_interval_factor,
     asr_pass,
     catchup_speed,
+    compression,
     merge_waiting,
     shed_level,
     skip_voice,
     speech_speed,
+    voice_early,
 )
 
 
@@ -73,3 +75,39 @@ def test_merge_before_skip():
     b = LatencyBudget(merge_backlog_s=6.0, max_speech_lag_s=10.0)
     assert not merge_waiting(6.0, b) and merge_waiting(6.1, b)
     assert not skip_voice(10.0, b) and skip_voice(10.1, b)
+
+
+# -- keeping pace over a talk (issue 20) -------------------------------------------------------
+
+@pytest.mark.parametrize("behind,duration,speed,converted,expected", [
+    (0.5, 1.0, 1.0, False, 1.0),     # fits: heard 1.5 s after the words, under the 2 s target
+    (1.0, 1.0, 1.0, False, 1.0),     # ends exactly on target
+    (1.0, 1.5, 1.0, False, 1.5),     # 1.5 s of speech in the 1 s left
+    (1.5, 0.6, 1.2, False, 1.2),     # 0.6 s into 0.5 s: 1.2x on top of Kokoro's 1.2x
+    (1.8, 2.0, 1.0, False, 1.75),    # no room left: the cap
+    (3.0, 1.0, 1.0, False, 1.75),    # already past the target: the cap
+    (3.0, 1.0, 1.2, False, 1.458),   # the cap is overall: 1.75 / 1.2
+    (3.0, 1.0, 1.0, True, 1.5),      # a converted voice has a lower cap
+    (3.0, 1.0, 1.75, False, 1.0),    # Kokoro's speed alone reaches the cap
+    (3.0, 0.0, 1.0, False, 1.0),     # nothing to re-time
+])
+def test_compression_fits_a_piece_into_the_lag_target(behind, duration, speed, converted,
+                                                     expected):
+    b = LatencyBudget(target_lag_s=2.0, max_pace=1.75, max_pace_converted=1.5, max_speed=1.2)
+    assert compression(behind, duration, speed, b, converted=converted) == \
+        pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize("backlog,expected", [(0.0, True), (0.3, True), (0.31, False),
+                                              (5.0, False)])
+def test_words_are_voiced_early_only_while_the_listener_has_nothing_queued(backlog, expected):
+    assert voice_early(backlog, LatencyBudget(early_backlog_s=0.3)) is expected
+
+
+def test_a_budget_with_an_impossible_pace_is_refused():
+    with pytest.raises(ValueError):
+        LatencyBudget(max_pace=1.1, max_speed=1.2)
+    with pytest.raises(ValueError):
+        LatencyBudget(max_pace=1.5, max_pace_converted=1.6)
+    with pytest.raises(ValueError):
+        LatencyBudget(target_lag_s=0)

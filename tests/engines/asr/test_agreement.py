@@ -106,3 +106,24 @@ def test_online_asr_on_real_clip(asr):
     starts = [w.start for w in committed]
     assert starts == sorted(starts)  # committed words never go back in time
     assert jiwer.wer(normalize(ref), normalize(join_words(committed))) < 0.35
+
+
+def test_a_word_with_enough_audio_after_it_is_committed_without_agreement():
+    """``stable_after_s``: a word the recogniser heard this long before the end of its
+    buffer is committed on one pass; newer words still wait for a second pass to agree."""
+    asr = ScriptedAsr([
+        words(("Many", 0.0), ("people", 0.4), ("think", 1.5)),   # buffer of 2.0 s
+        words(("Many", 0.0), ("persons", 0.4), ("think", 1.5)),  # 2.0 s, re-read
+    ])
+    online = OnlineAsr(asr, language="en", stable_after_s=1.2)
+    online.start(0.0, np.zeros(32000, dtype=np.float32))
+    # "Many" (ends 0.3) and "people" (ends 0.7) lie 1.2 s before the end (2.0): committed
+    assert [w.text for w in online.process()] == [" Many", " people"]
+    assert [w.text for w in online.process()] == [" think"]  # agreed on by both passes
+
+
+def test_without_stable_after_one_pass_commits_nothing():
+    asr = ScriptedAsr([words(("Many", 0.0), ("people", 0.4), ("think", 1.5))])
+    online = OnlineAsr(asr, language="en")
+    online.start(0.0, np.zeros(32000, dtype=np.float32))
+    assert online.process() == []

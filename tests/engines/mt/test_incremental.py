@@ -222,3 +222,26 @@ def test_apertium_word_by_word(apertium, refs):
           f"{early} commits before final")
     assert chrf > 30
     assert early > 0
+
+
+@pytest.mark.parametrize("holdback,committed", [
+    (None, ["", "el", "", " gato negro"]),     # agreement only
+    # everything at once: "negro" moves after "gato" and is said twice — why the default
+    # holds back the last words, where word order still changes
+    (0, ["el", " negro", " negro", " duerme"]),
+    (1, ["", "el", " gato", " negro"]),        # all but the last word, or agreement
+    (2, ["", "el", "", " gato negro"]),        # agreement commits "el" before the holdback
+])
+def test_holdback_commits_all_but_the_tail_without_waiting_for_agreement(holdback,
+                                                                       committed):
+    """A word waits for the next source update only while it is among the last
+    ``holdback`` words of the hypothesis (where word order still changes); what is committed
+    is never rewritten."""
+    mt = IncrementalTranslator(Scripted(SCRIPT), "en", "es", holdback=holdback)
+    steps = [mt.update(s) for s in SCRIPT]
+    assert [s.new_committed for s in steps] == committed
+
+
+def test_a_negative_holdback_is_refused():
+    with pytest.raises(ValueError):
+        IncrementalTranslator(Scripted(SCRIPT), "en", "es", holdback=-1)
