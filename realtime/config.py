@@ -30,7 +30,7 @@ class SessionConfig:
     settle_at_pause: bool = True
     # Commit a recognised word once this much audio follows it, agreed or not (None: only on
     # agreement of two passes, at a pause, or at the phrase's end); see OnlineAsr.
-    asr_stable_after_s: float | None = 1.5
+    asr_stable_after_s: float | None = 1.0
     # The translator commits its hypothesis but for this many trailing words without
     # waiting for the next translation to agree (None: agreement only); see
     # IncrementalTranslator.
@@ -43,7 +43,10 @@ class SessionConfig:
     voice_early: bool = True
     # Synthesise the phrase's last clause from the translator's draft while the speaker
     # pauses; play it the moment the commit confirms the same text (see stages/speak.py).
-    speculate: bool = True
+    # Off by default: with words committed early and voiced early, the draft rarely is what
+    # gets committed (the 5-sentence en->es and en->pt talks: 3 hits / 17 misses and 2 / 18),
+    # and every miss is a clause synthesised for nothing on a CPU that has none to spare.
+    speculate: bool = False
 
     def __post_init__(self) -> None:
         if self.asr_interval_s <= 0:

@@ -198,9 +198,8 @@ class SpeakStage(Stage):
         the words ``t`` adds are spread evenly over the source it adds (from where the
         phrase's previous commit ended to ``t.span.end``); words that waited in the cutter
         were said by then."""
-        lo = self._src_end.get(t.utt, t.span.start) if t.span.end >= t.span.start else \
-            t.span.end
-        self._src_end = {t.utt: t.span.end}
+        lo = min(self._src_end.get(t.utt, t.span.start), t.span.end)
+        self._src_end = {t.utt: t.span.end}  # only the open phrase's is ever needed
         waiting = len(self.cutter.pending.split())
         added = max(1, len(t.text.split()))
         out, used = [], 0
