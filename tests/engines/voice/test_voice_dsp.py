@@ -231,3 +231,25 @@ def test_embedded_path_never_imports_torch():
         "rate_factor(p, 'en')\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("tempo", [1.25, 1.5])
+def test_re_timing_shortens_speech_and_keeps_its_pitch(tempo, tts_speech):
+    """``world.retime`` (no conversion) and ``apply(tempo=)`` (conversion and re-timing in one
+    vocoder pass) both make the speech ``tempo`` times shorter without moving its pitch."""
+    from babelcall.engines.voice import world
+
+    pcm = tts_speech(MALE_VOICE)
+    fast = world.retime(pcm, RATE, tempo)
+    assert abs(len(fast) * tempo - len(pcm)) <= 0.02 * len(pcm)
+    assert np.all(np.abs(fast) <= 1.0)
+    assert _octaves(_median_f0(fast), _median_f0(pcm)) < 0.05
+    prof = profile_of(LOW_CLIPS[0])
+    cloner = DspCloner()
+    converted = cloner.apply(pcm, RATE, prof, voice=MALE_VOICE)
+    both = cloner.apply(pcm, RATE, prof, voice=MALE_VOICE, tempo=tempo)
+    assert abs(len(both) * tempo - len(pcm)) <= 0.02 * len(pcm)
+    assert _octaves(_median_f0(both), _median_f0(converted)) < 0.05
+    # nothing to convert: still re-timed
+    assert abs(len(cloner.apply(pcm, RATE, None, tempo=tempo)) - len(fast)) <= 0.01 * len(pcm)
+    assert len(world.retime(pcm, RATE, 1.0)) == len(pcm)  # at 1.0: untouched
