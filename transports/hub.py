@@ -15,9 +15,9 @@ from aiohttp import web
 
 from babelcall.engines.registry import Engines
 from babelcall.realtime.bounded import dropped
-from babelcall.realtime.errors import UnsupportedLanguage
+from babelcall.realtime.errors import SessionClosed, UnsupportedLanguage
 from babelcall.realtime.scheduler import Overloaded, Scheduler
-from babelcall.realtime.session import Session, SessionConfig
+from babelcall.realtime.session import Session, SessionConfig, SpeakerFront
 from babelcall.transports.runtime import MEDIA_SWITCH_INTERVAL_S, Runtime
 from babelcall.transports.signaling import SignalingError
 from babelcall.transports.wire_guard import CLIENT_TIMEOUT_S
@@ -71,19 +71,28 @@ class Hub:
     async def start(self) -> None:
         await self.runtime.start()
 
-    def new_session(self, source: str, target: str, voice: str | None = None) -> Session:
-        """A session on the shared scheduler, or the HTTP error that explains why not."""
+    def new_front(self, source: str, voice: str | None = None) -> SpeakerFront:
+        """A speaker's front (listen + recognise once) for the sessions of their targets."""
+        return SpeakerFront(self.scheduler,
+                            SessionConfig(source, source, voice=voice or self.config.voice))
+
+    def new_session(self, source: str, target: str, voice: str | None = None, *,
+                    front: SpeakerFront | None = None) -> Session:
+        """A session on the shared scheduler (on the speaker's ``front`` if given), or the
+        HTTP error that explains why not."""
         if self.closing:
             raise SignalingError(503, "shutting_down", "the server is shutting down")
         if source == target:
             raise SignalingError(400, "bad_language", f"source and target are both '{source}'")
         config = SessionConfig(source, target, voice=voice or self.config.voice)
         try:
-            session = Session(self.scheduler, config)
+            session = Session(self.scheduler, config, front=front)
         except Overloaded as exc:
             raise SignalingError(503, "overloaded", str(exc)) from exc
         except UnsupportedLanguage as exc:
             raise SignalingError(400, "unsupported_language", str(exc)) from exc
+        except SessionClosed as exc:  # the speaker's front failed or ended meanwhile
+            raise SignalingError(503, "speaker_gone", str(exc)) from exc
         self._warm_pair(source, target)
         return session
 
@@ -137,12 +146,16 @@ class Hub:
         await self.runtime.close()
 
     def metrics(self) -> dict[str, Any]:
+        fronts = {id(f): f for s in self.scheduler.sessions
+                  if isinstance(f := getattr(s, "front", None), SpeakerFront)}.values()
         return {**self.scheduler.metrics(), "calls": len(self.ingests),
                 "rooms": {name: len(r.participants) for name, r in self.rooms.items()},
                 "dropped": dropped(),  # what each kind of bounded queue dropped (bounded.py)
+                # each speaker's recogniser streams and ASR passes (one front per speaker,
+                # whatever the number of languages they are heard in)
+                "recognition": [f.recognition() for f in fronts],
                 # input audio the live sessions dropped at a full door (a stuck pipeline)
-                "dropped_input_s": round(sum(getattr(getattr(s, "stats", None), "dropped_s",
-                                                     0.0) for s in self.scheduler.sessions), 2)}
+                "dropped_input_s": round(sum(f.stats.dropped_s for f in fronts), 2)}
 
 
 HUB: web.AppKey[Hub] = web.AppKey("babelcall_hub", Hub)

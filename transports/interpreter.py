@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from babelcall.engines.registry import Engines
 from babelcall.realtime.scheduler import Scheduler
-from babelcall.realtime.session import Session, SessionConfig
+from babelcall.realtime.session import Session, SessionConfig, SpeakerFront
 from babelcall.realtime.types import Event
 from babelcall.transports.link import Link, Sink
 from babelcall.transports.media import Output
@@ -41,8 +41,12 @@ class Interpreter:
     def __init__(self, engines_or_scheduler: Engines | Scheduler, source: str, target: str, *,
                  voice: str | None = None, mix: float = 0.0, mix_idle: float | None = None,
                  echo_guard: bool = False, config: SessionConfig | None = None,
-                 max_ahead_s: float = 3.0, label: str | None = None) -> None:
+                 max_ahead_s: float = 3.0, label: str | None = None,
+                 front: SpeakerFront | None = None) -> None:
+        """``front``: the speaker's shared front, when other interpreters hear the same
+        speaker in other languages (the speaker is then recognised once)."""
         self.config = config or SessionConfig(source, target, voice=voice)
+        self.front = front
         self.max_ahead_s = max_ahead_s
         self.mix, self.mix_idle, self.echo_guard = mix, mix_idle, echo_guard
         self.label = label
@@ -68,7 +72,7 @@ class Interpreter:
         if self.session is None:
             if self._own_scheduler:
                 await self.scheduler.start()
-            self._wire(Session(self.scheduler, self.config))
+            self._wire(Session(self.scheduler, self.config, front=self.front))
         link, output = self.wired()
         output.start()
         link.start()

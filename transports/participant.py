@@ -16,6 +16,7 @@ from aiortc import RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from babelcall.realtime.audio import Resampler
+from babelcall.realtime.speaker import SpeakerFront
 from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.lag import LagTracker, Playout, ViewerDelay
 from babelcall.transports.link import Link
@@ -54,6 +55,7 @@ class Participant:
         self.output = Output()
         self.relay = BoundedRelay()
         self.links: dict[str, Link] = {}  # target language -> this speaker's session
+        self.front: SpeakerFront | None = None  # listens to and recognises us, once
         self.lags: dict[str, LagTracker] = {}  # target language -> how late it is heard
         self.voices: dict[str, tuple[MixerInput, asyncio.Task[None]]] = {}  # their own voices
         self.sinks: dict[tuple[str, str], Sink] = {}  # (speaker id, target) -> our captions
@@ -73,6 +75,13 @@ class Participant:
     def input(self) -> MediaStreamTrack:
         assert self.peer.audio_in is not None
         return self.relay.subscribe(self.peer.audio_in)
+
+    def speaker_front(self) -> SpeakerFront:
+        """What hears us for every target language our sessions translate into (a new one
+        if the last one failed): we are recognised once, however many languages hear us."""
+        if self.front is None or self.front.ended:
+            self.front = self.room.hub.new_front(self.lang)
+        return self.front
 
     def gate(self) -> Callable[[], bool] | None:
         return self.output.echo_gate() if self.echo_guard else None
@@ -183,6 +192,8 @@ class Participant:
 
     async def stop(self) -> None:
         await cancel_and_wait([*self._tasks, *(task for _, task in self.voices.values())])
+        if self.front is not None:
+            await self.front.close()
         await self.negotiator.stop()
         for _, line in self.lines:
             line.stop()

@@ -3,7 +3,8 @@
 and sees everyone else's camera, all on the one RTCPeerConnection they joined with.
 
 Who hears whom, in which language and through which session, is a pure plan
-(``room_plan.py``: one Session per speaker and other language present, each session's speech
+(``room_plan.py``: one Session per speaker and other language present, all of a speaker's on
+their one ``SpeakerFront``, so each speaker is recognised once; each session's speech
 into the mixer of every listener of that language, original voices between people who share a
 language); this module only wires what changes between the plan before and after a join or a
 leave, and a session nobody needs any more is closed at once. A participant's own media and
@@ -100,7 +101,9 @@ class Room:
         links: list[tuple[Participant, str, Link]] = []
         try:
             for sid, target in sorted(_plan([*others, p]).sessions - _plan(others).sessions):
-                session = self.hub.new_session(people[sid].lang, target)
+                speaker = people[sid]
+                session = self.hub.new_session(speaker.lang, target,
+                                               front=speaker.speaker_front())
                 links.append((people[sid], target, Link(session, label=sid)))
         except SignalingError:
             for _, _, link in links:

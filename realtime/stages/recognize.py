@@ -34,11 +34,13 @@ class SourceText:
 class RecognizeStage(Stage):
     name = "recognize"
 
-    def __init__(self, ctx: Context, flow: Flow, out: Inbox) -> None:
+    def __init__(self, ctx: Context, flow: Flow, out: Inbox, *, task: str | None = None) -> None:
+        """``task``: Whisper's task (default: what the session's pair needs); a speaker's
+        front (``realtime/speaker.py``) runs one stage per task its targets need."""
         super().__init__(ctx, flow)
         self.out = out  # -> translate: SourceText items, then END
         cfg, engines = ctx.config, ctx.scheduler.engines
-        self.task = engines.asr_task(cfg.source, cfg.target)
+        self.task = task or engines.asr_task(cfg.source, cfg.target)
         self.online = OnlineAsr(engines.asr, language=cfg.source, task=self.task,
                                 max_buffer_s=cfg.max_phrase_buffer_s,
                                 # Whisper translating rewords its output as context grows:

@@ -50,14 +50,17 @@ def test_two_way_call_in_a_room(engines):
                         _spoken(b, a_id) and _spoken(a, b_id), 120,
                         "every clause to be spoken")
             await until(lambda: _quiet(a) and _quiet(b), 10, "the last audio to arrive")
+            recognition = hub.metrics()["recognition"]  # each speaker recognised once
             await a.hang_up()
             await until(lambda: not hub.scheduler.sessions, 10, "A's and B's sessions to close")
             assert list(hub.rooms["kitchen"].participants) == [b_id]
             await b.hang_up()
             await until(lambda: not hub.rooms, 10, "the empty room to go")
-            return a, b, a_id, b_id
+            return a, b, a_id, b_id, recognition
 
-    a, b, a_id, b_id = asyncio.run(main())
+    a, b, a_id, b_id, recognition = asyncio.run(main())
+    assert [(r["streams"], r["branches"]) for r in recognition] == [(1, 1), (1, 1)]
+    assert all(sum(r["asr_passes"].values()) > 0 for r in recognition)
     # B heard A's words in Spanish; A heard B's in English; both saw both sides' captions.
     # (What was voiced: under overload a clause may go out as a caption only.)
     for listener, speaker, lang in ((b, a_id, "es"), (a, b_id, "en")):

@@ -20,6 +20,7 @@ from typing import Any
 from babelcall.engines.registry import Engines
 from babelcall.realtime.errors import BabelcallError
 from babelcall.realtime.scheduler import Overloaded, Scheduler
+from babelcall.realtime.session import SessionConfig, SpeakerFront
 from babelcall.realtime.tasks import cancel_and_wait
 from babelcall.transports.conference.base import (
     ConferenceError,
@@ -111,6 +112,7 @@ class Served:
     subscription: Subscription | None = None
     interpreters: dict[str, Interpreter] = field(default_factory=dict)
     feeds: dict[str, Feed] = field(default_factory=dict)
+    front: SpeakerFront | None = None  # hears and recognises them once, for every target
 
 
 class RoomBot:
@@ -179,10 +181,13 @@ class RoomBot:
                          "detected" if language else "nobody spoke: --source assumed")
             targets = self.config.targets_for(s.language)
             relay = BoundedRelay() if len(targets) > 1 else None
+            # one front per publisher: heard in several languages, recognised once
+            s.front = SpeakerFront(self.scheduler, SessionConfig(s.language, s.language,
+                                                                 voice=self.config.voice))
             for target in targets:
                 interp = Interpreter(self.scheduler, s.language, target,
                                      voice=self.config.voice, mix=self.config.mix,
-                                     max_ahead_s=ahead)
+                                     max_ahead_s=ahead, front=s.front)
                 await interp.start()  # Overloaded when the scheduler is full
                 s.interpreters[target] = interp
                 source = relay.subscribe(track) if relay else track
@@ -223,10 +228,13 @@ class RoomBot:
         """Interpreters first (their sessions leave the scheduler at once), then media."""
         interps, feeds, sub = list(s.interpreters.values()), list(s.feeds.values()), \
             s.subscription
+        front, s.front = s.front, None
         s.interpreters.clear()
         s.feeds.clear()
         s.subscription = None
         await asyncio.gather(*(i.stop() for i in interps), return_exceptions=True)
+        if front is not None:
+            await front.close()
         await asyncio.gather(*(f.close() for f in feeds), return_exceptions=True)
         if sub is not None:
             with contextlib.suppress(Exception):

@@ -138,7 +138,7 @@ def test_a_phrase_begun_before_the_profile_takes_it_at_its_next_clause(monkeypat
     all of it in the default one), and the change is said."""
     from babelcall.engines.voice.base import VoiceDecision
     from babelcall.engines.voice.profile import VoiceProfile
-    from babelcall.realtime import session as session_module
+    from babelcall.realtime import speaker as session_module  # builds the profile
 
     her = VoiceProfile(f0_median=220.0, f0_p10=180.0, f0_p90=260.0, loudness_db=-20.0,
                        speech_s=3.0, voiced_s=2.0)
