@@ -29,8 +29,11 @@ def test_a_task_that_dropped_its_cancel_is_cancelled_again():
 
     dropped, cancelled = asyncio.run(main())
     assert cancelled
-    if sys.version_info < (3, 12):
-        assert dropped  # the case this guards against: without a second cancel, no stop
+    # The case this guards against (without a second cancel, no stop) happens with 3.11's own
+    # wait_for; pipecat's import replaces asyncio.wait_for process-wide (wait_for2), which
+    # delivers the cancel, so in a run that imported pipecat there is nothing to drop.
+    if sys.version_info < (3, 12) and asyncio.wait_for.__module__ == "asyncio.tasks":
+        assert dropped
 
 
 def test_the_calling_task_is_left_alone_and_errors_are_collected():
