@@ -371,14 +371,9 @@ async def soak(engines: Engines, call: Path, source: str, target: str,
 
 
 def machine_info(device: str) -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from babelcall.realtime.cost import cpu_model
+
+    cpu = cpu_model() or platform.processor()
     info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "device": device,
                             "python": platform.python_version(),
                             "platform": platform.platform()}

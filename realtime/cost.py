@@ -67,17 +67,20 @@ def native_threads() -> set[int]:
 def machine_name() -> str:
     """"AMD EPYC, 2 cores": the CPU model (/proc/cpuinfo) and how many cores this process may
     use — every figure of the account is tied to it."""
-    cpu = ""
+    import platform
+
+    return f"{cpu_model() or platform.processor() or 'unknown CPU'}, {usable_cores()} cores"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ("" where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    import platform
-
-    return f"{cpu or platform.processor() or 'unknown CPU'}, {usable_cores()} cores"
+    return ""
 
 
 def usable_cores() -> int:
