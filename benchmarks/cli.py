@@ -56,6 +56,11 @@ def register(sub: Any) -> None:
                    help="with --longform: also two speakers of the first pair taking turns")
     p.add_argument("--dialogue-only", action="store_true",
                    help="with --longform: only the dialogue")
+    p.add_argument("--room", action="store_true",
+                   help="a room on the real models in real time: one speaker per --room-langs "
+                        "language taking turns, each heard by all the others (room.json/.md)")
+    p.add_argument("--room-langs", default="en,es,fr,pt",
+                   help="with --room: the speakers' languages, comma-separated")
     p.add_argument("--record", action="store_true",
                    help="with --fast: store the figures for babelcall languages")
     engine_args(p, languages=False)
@@ -81,6 +86,11 @@ async def run_bench(args: argparse.Namespace, engines: Any = None) -> dict[str, 
     from babelcall.realtime.scheduler import Scheduler
     from babelcall.realtime.session import SessionConfig
 
+    if args.room:
+        from babelcall.benchmarks.room import room_langs, run_room_bench
+
+        args.source, args.target = room_langs(args.room_langs)[:2]
+        return await run_room_bench(args, engines or load_engines(args))
     if args.longform:
         from babelcall.benchmarks.longform import run_longform
 
