@@ -299,7 +299,8 @@ async def run_room_bench(args: Any, engines: Any) -> dict[str, Any]:
     results = {"langs": langs, "clips": {s.lang: s.clip for s in speakers},
                "speech_s": {s.lang: round(len(s.track.pcm) / WIRE_RATE, 2) for s in speakers},
                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
-               "uncommitted": _uncommitted(), "cpu": cpu_model(), "cores": usable_cores(),
+               "clone": args.clone, "uncommitted": _uncommitted(),
+               "cpu": cpu_model(), "cores": usable_cores(),
                "mt": {f"{a}->{b}": mt_label(engines, a, b) for a in langs for b in langs
                       if a != b},
                "command": f"babelcall bench --room --room-langs {','.join(langs)}",
@@ -345,7 +346,7 @@ def markdown(r: dict[str, Any]) -> str:
              f"{r['cpu']}, {r['cores']} cores; {r['date']}, commit {r['commit']}"
              + (f" (+ uncommitted {', '.join(r['uncommitted'])})" if r.get("uncommitted") else "")
              + "; "
-             f"`{r['command']}`. Clips: " + ", ".join(
+             f"`{r['command']}`; voice cloning {r.get('clone')}. Clips: " + ", ".join(
                  f"{k} {v} ({r['speech_s'][k]} s)" for k, v in r["clips"].items()) + ".", "",
              "| listener ← speaker | heard chrF (ref) | right speaker (ref) | heard vs said "
              "chrF | right speaker (said) | first sound after start / end (s) | end offset (s) "
