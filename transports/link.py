@@ -29,6 +29,9 @@ from babelcall.transports.media import Mixer, MixerInput, Upsampler
 log = logging.getLogger(__name__)
 Sink = Callable[[dict[str, Any]], None]
 MAX_SUBSCRIBER_EVENTS = 1000  # a subscriber that stops reading loses its oldest events
+# clauses whose waterfall marks (and phrase timings waiting for them) are kept: only a
+# phrase's last clause is asked for, and one that never plays here must not stay for ever
+KEPT_CLAUSES = 64
 
 
 class Link:
@@ -170,6 +173,10 @@ class Link:
             if isinstance(ev, PhraseTiming):
                 self._timings[ev.clause] = ev  # told once its audio has gone out
                 self._timing_done(ev.clause)
+                # a link without outputs (a WebSocket's) plays no clause, so it tells no
+                # timing: only the latest are kept, as the marks are
+                while len(self._timings) > KEPT_CLAUSES:
+                    del self._timings[next(iter(self._timings))]
                 continue
             arrival = session.arrival_ns(ev.src.end)
             rec = event_record(ev, origin_ns=self.origin_ns, arrival_ns=arrival)
@@ -219,7 +226,7 @@ class Link:
 
     def _clause_marks(self, ev: SynthAudio) -> dict[str, int]:
         marks = self._clauses[ev.clause] = {"handed": self.clock.now_ns()}
-        while len(self._clauses) > 64:  # only a phrase's last clause is asked for
+        while len(self._clauses) > KEPT_CLAUSES:
             old, _ = self._clauses.popitem(last=False)
             self._timings.pop(old, None)
         return marks

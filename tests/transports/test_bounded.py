@@ -14,10 +14,10 @@ from fakes import fake_engines
 from babelcall.realtime.bounded import DROPS, DropQueue
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.realtime.session import Session, SessionConfig
-from babelcall.realtime.types import Span, StageError
+from babelcall.realtime.types import PhraseTiming, Span, StageError
 from babelcall.transports import websocket
 from babelcall.transports.interpreter import Interpreter
-from babelcall.transports.link import MAX_SUBSCRIBER_EVENTS
+from babelcall.transports.link import KEPT_CLAUSES, MAX_SUBSCRIBER_EVENTS, Link
 from babelcall.transports.relay import BoundedRelay
 
 pytestmark = pytest.mark.timeout(60)
@@ -110,6 +110,28 @@ def test_a_link_subscriber_that_never_reads_is_bounded_and_events_unsubscribes()
     assert size == MAX_SUBSCRIBER_EVENTS
     assert dropped >= n - MAX_SUBSCRIBER_EVENTS
     assert subscribers == 1  # only the stuck one: the loop left early unsubscribed
+
+
+def test_a_link_without_outputs_keeps_no_phrase_timings_without_bound():
+    """A WebSocket's link has no mixer output, so no clause ever plays there and no phrase
+    timing is ever told: one per phrase was kept for the rest of the call (found by the
+    two-minute slow-reader test, test_slow_reader.py). Only the latest are kept."""
+    async def main():
+        session = Session(Scheduler(fake_engines()), SessionConfig("en", "es"))
+        link = Link(session)
+        link.start()
+        seen = link.subscribe()
+        n = 5 * KEPT_CLAUSES
+        for i in range(n):
+            session._ctx.emit(PhraseTiming(i, Span(i, i + 1), 0, i, {"end": 0}))
+        session._ctx.emit(StageError(0, Span(0, 0), 0, "test", "after the timings"))
+        assert isinstance(await asyncio.wait_for(seen.get(), 10), StageError)
+        kept = sorted(link._timings)
+        await link.close()
+        return kept, n
+
+    kept, n = asyncio.run(main())
+    assert kept == list(range(n - KEPT_CLAUSES, n))
 
 
 def test_websocket_out_queue_of_a_client_that_stops_reading_is_bounded():
