@@ -199,15 +199,17 @@ async def run_room(engines: Any, speakers: list[Speaker], *, gap_s: float = GAP_
             s.caller = Caller(s.track, srv.url, endpoint="/rooms/bench/join",
                               params={"lang": s.lang, "name": s.lang, "echo_guard": "0"})
         try:
-            recognition = await _turns(srv, speakers, turns, gap_s, cap_s)
+            stats = await _turns(srv, speakers, turns, gap_s, cap_s)
         finally:
             for s in speakers:
                 await s.caller.hang_up()
-    return {"turns": turns, "recognition": recognition, "end_ns": time.monotonic_ns()}
+    return {"turns": turns, **stats, "end_ns": time.monotonic_ns()}
 
 
 async def _turns(srv: Any, speakers: list[Speaker], turns: list[dict[str, Any]], gap_s: float,
                  cap_s: float) -> dict[str, Any]:
+    """Join, take turns, then read /stats: each speaker's recognition, and how long each
+    model lane computed (one TTS lane voices every target language, one call at a time)."""
     import aiohttp
 
     for s in speakers:
@@ -235,7 +237,10 @@ async def _turns(srv: Any, speakers: list[Speaker], turns: list[dict[str, Any]],
     async with aiohttp.ClientSession() as http, http.get(f"{srv.url}/stats") as resp:
         stats = await resp.json()
     fronts = {p.front.id: p.lang for p in room.participants.values() if p.front}
-    return {fronts.get(r["speaker"], str(r["speaker"])): r for r in stats["recognition"]}
+    busy = {k[:-7]: v for k, v in stats.items() if k.endswith("_busy_s")}
+    return {"recognition": {fronts.get(r["speaker"], str(r["speaker"])): r
+                            for r in stats["recognition"]},
+            "busy_s": busy, "turns_s": round((time.monotonic_ns() - turns[0]["go_ns"]) / 1e9, 1)}
 
 
 def _settled(link: Any) -> bool:
@@ -246,8 +251,12 @@ def _settled(link: Any) -> bool:
 
 
 def score(speakers: list[Speaker], run: dict[str, Any], eval_dir: Path,
-          judge: Callable[[np.ndarray, int, str], str]) -> list[dict[str, Any]]:
-    """One row per (listener, speaker): what the listener heard in that speaker's turn."""
+          judge: Callable[[np.ndarray, int, str], str],
+          out: Path | None = None) -> list[dict[str, Any]]:
+    """One row per (listener, speaker): what the listener heard in that speaker's turn (kept
+    as ``out/<listener>-from-<speaker>.wav``, to listen to what the judge scored)."""
+    from babelcall.realtime.audio import write_wav
+
     rows = []
     turns = run["turns"]
     for i, (s, turn) in enumerate(zip(speakers, turns, strict=True)):
@@ -257,6 +266,8 @@ def score(speakers: list[Speaker], run: dict[str, Any], eval_dir: Path,
             w = window(c.arrivals, turn["go_ns"], nxt)
             audio = np.concatenate(c.received[w]) if c.received[w] else np.zeros(0, np.float32)
             heard = judge(audio, WIRE_RATE, ln.lang)
+            if out is not None:
+                write_wav(out / f"{ln.lang}-from-{s.lang}.wav", audio, WIRE_RATE)
             trip = {o.clip: said(c.records, o.id) for o in speakers if o is not ln}
             rows.append({
                 "listener": ln.lang, "speaker": s.lang, "clip": s.clip, "heard": heard,
@@ -278,6 +289,7 @@ async def run_room_bench(args: Any, engines: Any) -> dict[str, Any]:
 
     from babelcall.benchmarks.judge import hear
     from babelcall.benchmarks.longform import trim
+    from babelcall.benchmarks.room_report import markdown, uncommitted
     from babelcall.benchmarks.run import git_commit
     from babelcall.engines.languages import mt_label
     from babelcall.realtime.audio import load_file
@@ -294,81 +306,24 @@ async def run_room_bench(args: Any, engines: Any) -> dict[str, Any]:
         clip = DEFAULT_CLIPS.get(lang, f"fleurs-{lang}-000")
         pcm = trim(load_file(eval_dir / f"{clip}.ogg", WIRE_RATE), WIRE_RATE)
         speakers.append(Speaker(lang, clip, TurnTrack(pcm)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     run = await run_room(engines, speakers)
-    rows = score(speakers, run, eval_dir, functools.partial(hear, models_dir=args.models_dir))
+    rows = score(speakers, run, eval_dir, functools.partial(hear, models_dir=args.models_dir),
+                 out)
     results = {"langs": langs, "clips": {s.lang: s.clip for s in speakers},
                "speech_s": {s.lang: round(len(s.track.pcm) / WIRE_RATE, 2) for s in speakers},
                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
-               "clone": args.clone, "uncommitted": _uncommitted(),
+               "clone": args.clone, "uncommitted": uncommitted(),
                "cpu": cpu_model(), "cores": usable_cores(),
                "mt": {f"{a}->{b}": mt_label(engines, a, b) for a in langs for b in langs
                       if a != b},
                "command": f"babelcall bench --room --room-langs {','.join(langs)}",
                "turns": [{k: v for k, v in t.items() if not k.endswith("_ns")}
                          for t in run["turns"]],
-               "recognition": run["recognition"], "cells": rows}
+               "recognition": run["recognition"], "busy_s": run["busy_s"],
+               "turns_s": run["turns_s"], "cells": rows}
     results["markdown"] = markdown(results)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "room.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
     (out / "room.md").write_text(results["markdown"], encoding="utf-8")
     return results
-
-
-def _uncommitted() -> list[str]:
-    """Tracked files changed in the working tree the bench ran from: the commit alone does not
-    say what ran when others edit the same tree."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "-uno"], capture_output=True,
-                             text=True, timeout=10, cwd=Path(__file__).parent).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line[3:] for line in out.splitlines() if line.strip()]
-
-
-def _s(ms: float | None) -> str:
-    return "–" if ms is None else f"{ms / 1000:.1f}"
-
-
-def _verdict(cell: dict[str, Any]) -> str:
-    """yes/no, and the nearest other text's chrF: how clear the call was."""
-    if cell["right"] is None:
-        return "–"
-    near = "" if cell["nearest_other"] is None else f" (next {cell['other_chrf']})"
-    return ("yes" if cell["right"] else f"**no**, nearer {cell['nearest_other']}") + near
-
-
-def markdown(r: dict[str, Any]) -> str:
-    lines = [f"### babelcall bench --room — {', '.join(r['langs'])}, one speaker each, "
-             "taking turns", "",
-             f"{r['cpu']}, {r['cores']} cores; {r['date']}, commit {r['commit']}"
-             + (f" (+ uncommitted {', '.join(r['uncommitted'])})" if r.get("uncommitted") else "")
-             + "; "
-             f"`{r['command']}`; voice cloning {r.get('clone')}. Clips: " + ", ".join(
-                 f"{k} {v} ({r['speech_s'][k]} s)" for k, v in r["clips"].items()) + ".", "",
-             "| listener ← speaker | heard chrF (ref) | right speaker (ref) | heard vs said "
-             "chrF | right speaker (said) | first sound after start / end (s) | end offset (s) "
-             "| caption-only |", "|---|---|---|---|---|---|---|---|"]
-    mt = r.get("mt", {})
-    for c in r["cells"]:
-        ref, route = c["reference"], mt.get(c["speaker"] + "->" + c["listener"], "?")
-        lines.append(
-            f"| {c['listener']} ← {c['speaker']} ({route}) | "
-            f"{'no reference' if ref['chrf'] is None else ref['chrf']} | {_verdict(ref)} | "
-            f"{c['round_trip']['chrf']} | {_verdict(c['round_trip'])} | "
-            f"{_s(c['first_after_start_ms'])} / {_s(c['first_after_end_ms'])} | "
-            f"{_s(c['end_offset_ms'])} | {c['caption_only']} |")
-    lines += ["", "| speaker | recogniser streams | ASR passes | branches (listeners) |",
-              "|---|---|---|---|"]
-    for lang, rec in r["recognition"].items():
-        passes = ", ".join(f"{k} {v}" for k, v in rec["asr_passes"].items())
-        lines.append(f"| {lang} | {rec['streams']} | {passes} | {rec['branches']} |")
-    lines += ["", "Turns: " + "; ".join(
-        f"{t['speaker']} heard to its end {t['wait_s']} s after the speech"
-        if t["heard_to_end"] else f"{t['speaker']} NOT heard to its end within the cap"
-        for t in r["turns"]), ""]
-    lines += [f"- {c['listener']} ← {c['speaker']}: said “{c['said']}” — heard “{c['heard']}”"
-              for c in r["cells"]]
-    return "\n".join(lines) + "\n"

@@ -176,3 +176,34 @@ def test_a_two_language_room_bench_on_the_real_models(all_pairs, tmp_path):
                for c in cells.values())
     assert {lang: r["streams"] for lang, r in saved["recognition"].items()} == {"en": 1, "pt": 1}
     assert "| pt ← en (bergamot)" in results["markdown"]
+
+
+def test_the_report_says_no_reference_and_which_text_a_wrong_hearing_was_nearer():
+    from babelcall.benchmarks.room_report import markdown
+
+    def cell(listener, speaker, ref, trip, start=4200, end=-800, off=8800, shed=0):
+        return {"listener": listener, "speaker": speaker, "reference": ref, "round_trip": trip,
+                "first_after_start_ms": start, "first_after_end_ms": end,
+                "end_offset_ms": off, "caption_only": shed, "said": "s", "heard": "h"}
+
+    right = {"chrf": 40.0, "right": True, "nearest_other": "fleurs-es-001", "other_chrf": 17.5}
+    wrong = {"chrf": 11.5, "right": False, "nearest_other": "fleurs-en-001", "other_chrf": 17.0}
+    none = {"chrf": None, "right": None, "nearest_other": None, "other_chrf": None}
+    results = {"langs": ["en", "es"], "cpu": "AMD EPYC", "cores": 2, "date": "d",
+               "commit": "abc", "uncommitted": [], "command": "babelcall bench --room",
+               "clone": "dsp", "clips": {"en": "fleurs-en-003"}, "speech_s": {"en": 5.76},
+               "mt": {"en->es": "apertium"},
+               "cells": [cell("es", "en", right, right),
+                         cell("en", "es", none, wrong, start=None, end=None, off=None, shed=2)],
+               "recognition": {"en": {"streams": 1, "asr_passes": {"transcribe": 6},
+                                      "branches": 1}},
+               "busy_s": {"tts": 52.2}, "turns_s": 73.8,
+               "turns": [{"speaker": "en", "heard_to_end": True, "wait_s": 6.5},
+                         {"speaker": "es", "heard_to_end": False, "wait_s": 120.0}]}
+    md = markdown(results)
+    assert "| es ← en (apertium) | 40.0 | yes (next 17.5) | 40.0 | yes (next 17.5) | " \
+           "4.2 / -0.8 | 8.8 | 0 |" in md
+    assert "| en ← es (?) | no reference | – | 11.5 | **no**, nearer fleurs-en-001 (next " \
+           "17.0) | – / – | – | 2 |" in md
+    assert "| en | 1 | transcribe 6 | 1 |" in md and "tts 52.2 s" in md
+    assert "es NOT heard to its end within the cap" in md
