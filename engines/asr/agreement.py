@@ -62,10 +62,12 @@ class HypothesisBuffer:
         self._commit(words)
         return words
 
-    def commit_until(self, t: float) -> list[Word]:
-        """Force-commit tail words that end by ``t`` (bounded lag on run-on speech)."""
+    def commit_until(self, t: float, min_prob: float | None = None) -> list[Word]:
+        """Force-commit tail words that end by ``t`` (bounded lag on run-on speech); with
+        ``min_prob``, only up to the first word the decoder was less sure of than that."""
         k = 0
-        while k < len(self.tail) and self.tail[k].end <= t:
+        while k < len(self.tail) and self.tail[k].end <= t and not (
+                min_prob is not None and (self.tail[k].prob or 0.0) < min_prob):
             k += 1
         words, self.tail = self.tail[:k], self.tail[k:]
         self._commit(words)
@@ -82,7 +84,8 @@ class OnlineAsr:
 
     def __init__(self, asr: Asr, *, language: str, task: str = "transcribe",
                  max_buffer_s: float = 15.0, prompt_chars: int = 200,
-                 stable_after_s: float | None = None) -> None:
+                 stable_after_s: float | None = None,
+                 stable_min_prob: float | None = None) -> None:
         if max_buffer_s < 3:
             raise ValueError("max_buffer_s must be at least 3 s")
         if stable_after_s is not None and stable_after_s <= 0:
@@ -91,6 +94,9 @@ class OnlineAsr:
         # waiting for a second pass to agree: Whisper rarely changes a word once it has
         # heard this much after it, and agreement can take passes on a fast speaker.
         self.stable_after_s = stable_after_s
+        # ... but only words the decoder was this sure of (Whisper's word probability): the
+        # words a later pass changes are mostly the ones it hesitated on.
+        self.stable_min_prob = stable_min_prob
         self.asr = asr
         self.language = language
         self.task = task
@@ -147,7 +153,8 @@ class OnlineAsr:
         if settle:
             committed += self._hyp.commit_all()
         elif self.stable_after_s is not None:
-            committed += self._hyp.commit_until(self.buffer_end - self.stable_after_s)
+            committed += self._hyp.commit_until(self.buffer_end - self.stable_after_s,
+                                                self.stable_min_prob)
         if len(self._audio) / self.rate > self.max_buffer_s:
             committed += self._hyp.commit_until(self.buffer_end - 3.0)
         self._remember(committed)

@@ -46,7 +46,8 @@ class RecognizeStage(Stage):
                                 # Whisper translating rewords its output as context grows:
                                 # there only agreement (or a pause) commits
                                 stable_after_s=cfg.asr_stable_after_s
-                                if self.task == "transcribe" else None)
+                                if self.task == "transcribe" else None,
+                                stable_min_prob=cfg.asr_stable_min_prob)
         self.fresh = 0.0  # seconds of phrase audio not yet transcribed
         self.voiced = 0.0  # ... of which the VAD scored as speech
         self.start = 0.0  # source time where the open phrase starts

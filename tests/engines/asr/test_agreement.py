@@ -2,6 +2,7 @@
 
 import jiwer
 import numpy as np
+import pytest
 from conftest import load_clip, normalize
 
 from babelcall.engines.asr.agreement import HypothesisBuffer, OnlineAsr
@@ -120,6 +121,26 @@ def test_a_word_with_enough_audio_after_it_is_committed_without_agreement():
     # "Many" (ends 0.3) and "people" (ends 0.7) lie 1.2 s before the end (2.0): committed
     assert [w.text for w in online.process()] == [" Many", " people"]
     assert [w.text for w in online.process()] == [" think"]  # agreed on by both passes
+
+
+@pytest.mark.parametrize(("probs", "min_prob", "committed"), [
+    ((0.9, 0.8, 0.9), None, ["Many", "people"]),   # no gate: both words before the mark
+    ((0.9, 0.8, 0.9), 0.3, ["Many", "people"]),    # sure of both
+    ((0.9, 0.2, 0.9), 0.3, ["Many"]),              # stops at the first unsure word
+    ((0.19, 0.9, 0.9), 0.3, []),                   # an unsure first word holds all back
+    ((None, 0.9, 0.9), 0.3, []),                   # no probability: not sure
+])
+def test_early_commits_stop_at_the_first_word_whisper_was_unsure_of(probs, min_prob,
+                                                                     committed):
+    """``stable_min_prob``: the one-pass commit takes words up to the first the decoder gave
+    a lower probability than this ("All" at 0.19 became "All nails" -> "All nouns" as more
+    audio came); the rest wait for agreement as before."""
+    spec = (("Many", 0.0), ("people", 0.4), ("think", 1.5))
+    hyp = [Word(f" {t}", s, s + 0.3, p) for (t, s), p in zip(spec, probs, strict=True)]
+    online = OnlineAsr(ScriptedAsr([hyp]), language="en", stable_after_s=1.2,
+                       stable_min_prob=min_prob)
+    online.start(0.0, np.zeros(32000, dtype=np.float32))
+    assert [w.text.strip() for w in online.process()] == committed
 
 
 def test_without_stable_after_one_pass_commits_nothing():
