@@ -226,7 +226,7 @@ async def _turns(srv: Any, speakers: list[Speaker], turns: list[dict[str, Any]],
         deadline = time.monotonic() + cap_s
         links = list(room.participants[s.id].links.values())
         heard = await _until(lambda s=s, others=others, links=links: all(
-            _settled(link) for link in links) and all(
+            settled(link) for link in links) and all(
             spoken(o.caller.records, s.id) for o in others), deadline)
         heard = heard and await _until(lambda others=others: all(
             quiet(o.caller.arrivals, time.monotonic_ns(), gap_s) for o in others),
@@ -243,7 +243,7 @@ async def _turns(srv: Any, speakers: list[Speaker], turns: list[dict[str, Any]],
             "busy_s": busy, "turns_s": round((time.monotonic_ns() - turns[0]["go_ns"]) / 1e9, 1)}
 
 
-def _settled(link: Any) -> bool:
+def settled(link: Any) -> bool:
     """Nothing left to do: phrase closed, translated and voiced, the mixer lanes empty."""
     m = link.session.metrics()
     return not any(m["queues"].values()) and m["lag_s"] < 0.1 and \
@@ -259,6 +259,7 @@ def score(speakers: list[Speaker], run: dict[str, Any], eval_dir: Path,
 
     rows = []
     turns = run["turns"]
+    texts = {s.lang: texts_in(eval_dir, s.lang) for s in speakers}  # read once per language
     for i, (s, turn) in enumerate(zip(speakers, turns, strict=True)):
         nxt = turns[i + 1]["go_ns"] if i + 1 < len(turns) else run["end_ns"]
         for ln in (o for o in speakers if o is not s):
@@ -271,8 +272,7 @@ def score(speakers: list[Speaker], run: dict[str, Any], eval_dir: Path,
             trip = {o.clip: said(c.records, o.id) for o in speakers if o is not ln}
             rows.append({
                 "listener": ln.lang, "speaker": s.lang, "clip": s.clip, "heard": heard,
-                "said": trip[s.clip], "reference": closer(heard, s.clip, texts_in(eval_dir,
-                                                                                   ln.lang)),
+                "said": trip[s.clip], "reference": closer(heard, s.clip, texts[ln.lang]),
                 "round_trip": closer(heard, s.clip, trip),
                 "caption_only": sum(r.get("type") == "speech_skipped" and r.get("speaker")
                                     == s.id for r in c.records),

@@ -9,6 +9,7 @@ import sacrebleu
 from conftest import hear_back
 from transport_utils import clip_track, compact, running_server, speech_seconds, to_16k, until
 
+from babelcall.benchmarks.room import settled
 from babelcall.clients.call import Caller
 
 pytestmark = pytest.mark.timeout(240)
@@ -46,7 +47,7 @@ def test_two_way_call_in_a_room(engines):
             await until(both_heard, 150, "each side to hear the other's translation")
             links = [link for p in hub.rooms["kitchen"].participants.values()
                      for link in p.links.values()]
-            await until(lambda: all(_settled(link) for link in links) and
+            await until(lambda: all(settled(link) for link in links) and
                         _spoken(b, a_id) and _spoken(a, b_id), 120,
                         "every clause to be spoken")
             await until(lambda: _quiet(a) and _quiet(b), 10, "the last audio to arrive")
@@ -73,13 +74,6 @@ def test_two_way_call_in_a_room(engines):
     assert _said(a, a_id) and _said(b, b_id)
     assert any(w in _said(b, a_id).lower() for w in ("personas", "plumas", "volar"))
     assert any(w in _said(a, b_id).lower() for w in ("looks", "sense", "seems"))
-
-
-def _settled(link) -> bool:
-    """Nothing left to do: the phrase was closed, translated and voiced, the mixer is empty."""
-    m = link.session.metrics()
-    return not any(m["queues"].values()) and m["lag_s"] < 0.1 and \
-        not any(lane.queued for _, lane in link.outputs)
 
 
 def _spoken(listener: Caller, speaker: str) -> bool:

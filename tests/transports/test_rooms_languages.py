@@ -13,6 +13,7 @@ from conftest import eval_dir, reference
 from transport_utils import clip_track, make_offer, running_server, speech_seconds, until
 
 from babelcall.benchmarks.judge import hear
+from babelcall.benchmarks.room import said, settled, spoken
 from babelcall.clients.call import Caller
 from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.scheduler import Scheduler
@@ -36,38 +37,9 @@ def _heard_from(caller: Caller, speaker: str) -> bool:
     return any(r["type"] == "audio_out" and r.get("speaker") == speaker for r in caller.records)
 
 
-def _alnum(text: str) -> int:
-    return sum(ch.isalnum() for ch in text)
-
-
-def _spoken(listener: Caller, speaker: str) -> bool:
-    """The speaker's phrase is translated to the end and every committed word of it has
-    played (or was said to be skipped): a clause still being synthesised is not yet spoken,
-    however long a slow machine takes to make it."""
-    mine = [r for r in listener.records if r.get("speaker") == speaker]
-    said = " ".join(r["committed"] for r in mine if r["type"] == "translation")
-    out = " ".join(r["text"] for r in mine if r["type"] in ("audio_out", "speech_skipped"))
-    return any(r["type"] == "translation" and r["final"] for r in mine) and \
-        sum(r["type"] == "synth_audio" for r in mine) == \
-        sum(r["type"] == "audio_out" for r in mine) and _alnum(out) >= _alnum(said)
-
-
-def _settled(link) -> bool:
-    """Nothing left to do: the phrase was closed, translated and voiced, the mixer is empty."""
-    m = link.session.metrics()
-    return not any(m["queues"].values()) and m["lag_s"] < 0.1 and \
-        not any(lane.queued for _, lane in link.outputs)
-
-
 def _quiet(caller: Caller) -> bool:
     tail = caller.audio[-48000 * 3 // 2:]
     return len(tail) == 48000 * 3 // 2 and speech_seconds(tail, 48000) == 0
-
-
-def _said(caller: Caller, speaker: str) -> str:
-    return " ".join(r["committed"].strip() for r in caller.records
-                    if r["type"] == "translation" and r.get("speaker") == speaker
-                    and r["committed"].strip())
 
 
 def two_way_call(engines, room: str, a: tuple[str, str], b: tuple[str, str]):
@@ -97,8 +69,9 @@ def two_way_call(engines, room: str, a: tuple[str, str], b: tuple[str, str]):
                         "each side to hear the other")
             links = [link for p in hub.rooms[room].participants.values()
                      for link in p.links.values()]
-            await until(lambda: all(_settled(link) for link in links) and
-                        _spoken(cb, ida) and _spoken(ca, idb), 150, "every clause to be spoken")
+            await until(lambda: all(settled(link) for link in links) and
+                        spoken(cb.records, ida) and spoken(ca.records, idb), 150,
+                        "every clause to be spoken")
             await until(lambda: _quiet(ca) and _quiet(cb), 15, "the last audio to arrive")
             for caller in callers:
                 await caller.hang_up()
@@ -130,8 +103,8 @@ def test_english_and_french_speakers_hear_each_other(all_pairs, judge):
     # Heard chrF over the dev clips: 30.1 en->fr (rule-based MT through Spanish, then Kokoro's
     # French), 40.4 fr->en (Whisper). The untranslated source scores 24.4 / 21.3 against these
     # references (cognates), so the French side is also checked for French words.
-    assert chrf_fr > 22, (heard_fr, _said(cb, ida))
-    assert chrf_en > 25, (heard_en, _said(ca, idb))
+    assert chrf_fr > 22, (heard_fr, said(cb.records, ida))
+    assert chrf_en > 25, (heard_en, said(ca.records, idb))
     # ...and each side heard the translation, not the other's words carried over: closer to
     # the reference translation than to what the other speaker said (single words are at the
     # mercy of Kokoro's French and the judge's: "couleur" was once heard as "couler")
@@ -156,8 +129,8 @@ def test_english_and_portuguese_speakers_hear_each_other(all_pairs, judge):
     chrf_en = _word_chrf(heard_en, PT_002_EN)
     print(f"B heard (pt, chrF {chrf_pt:.1f}): {heard_pt}\nA heard (en, chrF {chrf_en:.1f}): "
           f"{heard_en}")
-    assert chrf_pt > 45, (heard_pt, _said(cb, ida))  # Bergamot: the best pair offline
-    assert chrf_en > 40, (heard_en, _said(ca, idb))
+    assert chrf_pt > 45, (heard_pt, said(cb.records, ida))  # Bergamot: the best pair offline
+    assert chrf_en > 40, (heard_en, said(ca.records, idb))
     assert chrf_pt > _word_chrf(heard_pt, reference("fleurs-en-004", "en", "pt")["src_ref"])
     assert chrf_en > _word_chrf(heard_en, PT_002_SRC)
 
