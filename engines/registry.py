@@ -95,6 +95,18 @@ class Engines:
         except UnsupportedLanguage as exc:
             raise UnsupportedLanguage(f"{exc}; {install_hint(source, target)}") from None
 
+    def text_translator_for(self, source: str, target: str) -> Translator | None:
+        """A text engine for the pair even where Whisper translates it into English by
+        preference (None: none installed). Used to serve an English listener from a
+        transcript the speaker's other listeners need anyway: one recogniser stream."""
+        text_engine_for = getattr(self.translator, "text_engine_for", None)
+        if text_engine_for is not None:
+            return text_engine_for(source, target)
+        try:
+            return self.translator_for(source, target)
+        except UnsupportedLanguage:
+            return None
+
     def asr_task(self, source: str, target: str) -> str:
         try:
             whisper_translates = target == "en" and self.translator_for(source, target) is None

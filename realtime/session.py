@@ -40,7 +40,7 @@ from babelcall.realtime.config import SessionConfig
 from babelcall.realtime.errors import SessionClosed
 from babelcall.realtime.metrics import SessionMetrics
 from babelcall.realtime.scheduler import Scheduler
-from babelcall.realtime.speaker import SpeakerFront
+from babelcall.realtime.speaker import Recogniser, SpeakerFront
 from babelcall.realtime.stages import (
     END,
     Context,
@@ -220,6 +220,16 @@ class Session:
         return self._ctx.arrival_ns(t)
 
     # -- what the front calls -----------------------------------------------------------
+    def use_transcript(self, last_whisper_utt: int | None,
+                       rec: Recogniser | None = None) -> None:
+        """Translate the speaker's transcript with a text engine instead of hearing
+        Whisper's own English (the front runs one stream; see ``SpeakerFront``):
+        ``last_whisper_utt``, Whisper's phrase still to come first; ``rec``, the stream that
+        feeds this branch from now on (None: the one ``attach`` returns)."""
+        self._translate.switch_to_text(last_whisper_utt)
+        if rec is not None:
+            self._rec = rec
+
     def deliver(self, ev: Event) -> None:
         """An event of the speaker's front (speech started/ended, a transcript)."""
         if not self._detached:

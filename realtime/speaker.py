@@ -4,10 +4,14 @@ three times (each ``Session`` is then only a translate + speak branch for one ta
 
 The front owns what depends on the speaker alone: the resampler, the arrival index (when
 each source sample arrived), the door, the listen stage (VAD, phrase numbers), the voice
-profile builder, and one recognise stage per Whisper task a branch needs — "transcribe", and
-"translate" only while a branch into English needs Whisper's own X->en translation
-(``Engines.asr_task``). Their outputs are ``FanOut``s: each item goes into every attached
-branch's inbox, and backpressure waits for the slowest branch.
+profile builder, and one recognise stage: "transcribe", or "translate" while every branch is
+into English and Whisper's own X->en translation serves them best (``Engines.asr_task``).
+Once another language needs the transcript, the English branches are moved onto it with a
+text engine (``Engines.text_translator_for``) from the next phrase, and Whisper's translate
+stream retires after the phrase under way: one Whisper stream per speaker, the most a 2-core
+CPU affords in a room (a second stream stays only for a pair no text engine serves). Their
+outputs are ``FanOut``s: each item goes into every attached branch's inbox, and backpressure
+waits for the slowest branch.
 
 A branch attached mid-call starts at the next phrase (a phrase's text is re-read whole by the
 translator, so half a phrase would be a wrong sentence). A front failure (its VAD or ASR
@@ -65,40 +69,70 @@ def _utt(item: Any) -> int:
     return item[0] if isinstance(item, tuple) else item.utt
 
 
+@dataclass
+class _Tap:
+    """One inbox a ``FanOut`` feeds: phrases ``first`` to ``last`` (None: no end). ``close``:
+    once past ``last`` the inbox gets END (a recogniser that retires after its last phrase);
+    otherwise END never reaches it from here (a branch fed on by another stream)."""
+
+    inbox: Inbox
+    first: int
+    last: int | None = None
+    close: bool = False
+
+
 class FanOut:
     """A stage's output into several inboxes (the same interface as one ``Inbox`` for the
     stage that writes it). Each inbox takes items from its ``first`` phrase on (END always);
     ``room()`` waits for the slowest, so backpressure still stops the writer."""
 
     def __init__(self) -> None:
-        self._to: list[tuple[Inbox, int]] = []
+        self._to: list[_Tap] = []
+        self.final_utt = -1  # the latest phrase whose final item went out
 
     def attach(self, inbox: Inbox, first: int) -> None:
-        self._to.append((inbox, first))
+        self._to.append(_Tap(inbox, first))
+
+    def stop_after(self, inbox: Inbox, last: int, *, close: bool) -> None:
+        """Feed ``inbox`` no phrase after ``last`` (see ``_Tap``)."""
+        for tap in self._to:
+            if tap.inbox is inbox:
+                tap.last, tap.close = last, close
 
     def detach(self, inbox: Inbox) -> None:
         """Stop feeding ``inbox``; what it holds is dropped so nobody waits on its room."""
-        self._to = [(i, f) for i, f in self._to if i is not inbox]
+        self._to = [t for t in self._to if t.inbox is not inbox]
         inbox.discard()
 
     def __len__(self) -> int:
         return len(self._to)
 
     def put(self, item: Any) -> None:
-        for inbox, first in self._to:
-            if item is END or _utt(item) >= first:
-                inbox.put(item)
+        if item is not END and getattr(item, "final", False):
+            self.final_utt = max(self.final_utt, _utt(item))
+        for tap in list(self._to):
+            if item is END:
+                if tap.last is None or tap.close:
+                    tap.inbox.put(END)
+                continue
+            utt = _utt(item)
+            if tap.last is not None and utt > tap.last:
+                self._to.remove(tap)  # past its last phrase: leave it (its END, if it wants one)
+                if tap.close:
+                    tap.inbox.put(END)
+            elif utt >= tap.first:
+                tap.inbox.put(item)
 
     def empty(self) -> bool:
-        return all(i.empty() for i, _ in self._to)
+        return all(t.inbox.empty() for t in self._to)
 
     def full(self) -> bool:
-        return any(i.full() for i, _ in self._to)
+        return any(t.inbox.full() for t in self._to)
 
     async def room(self) -> None:
         """Return once every inbox is below its bound."""
         while True:
-            full = [i for i, _ in self._to if i.full()]
+            full = [t.inbox for t in self._to if t.inbox.full()]
             if not full:
                 return
             await full[0].room()
@@ -125,7 +159,9 @@ class Recogniser:
     stage: RecognizeStage
     stats: FrontMetrics
     out: FanOut
+    first: int  # the first phrase it hears
     branches: list[Session] = field(default_factory=list)
+    moved: dict[Session, int] = field(default_factory=dict)  # branch -> its last phrase here
     task_handle: asyncio.Task[None] | None = None
 
 
@@ -150,7 +186,9 @@ class SpeakerFront:
         self.listen = ListenStage(self.ctx, self.flow, self.heard)  # type: ignore[arg-type]
         self.listen.downstream = self.heard  # type: ignore[assignment]
         self.listen.inbox.limit = int(MAX_DOOR_S * SPEECH_RATE)
-        self.recognisers: dict[str, Recogniser] = {}
+        self.recognisers: dict[str, Recogniser] = {}  # the streams taking new phrases
+        self._retiring: list[Recogniser] = []  # streams finishing their last phrase
+        self._inboxes: dict[Session, Inbox] = {}  # each branch's translate inbox
         self.branches: list[Session] = []
         self.failed: str | None = None
         self.ended = False
@@ -165,7 +203,12 @@ class SpeakerFront:
         of the Whisper task its pair needs (made, and started if the front runs, on demand)."""
         if self.failed is not None or self.ended:
             raise SessionClosed(f"the speaker's front has {'failed' if self.failed else 'ended'}")
-        task = self.scheduler.engines.asr_task(source, target)
+        engines = self.scheduler.engines
+        task = engines.asr_task(source, target)
+        if task == "translate" and "transcribe" in self.recognisers \
+                and engines.text_translator_for(source, target) is not None:
+            task = "transcribe"  # the transcript is made anyway: one stream, not two
+            branch.use_transcript(None)
         rec = self.recognisers.get(task) or self._recogniser(task)
         branch.first_utt = self.listen.utt + 1
         rec.branches.append(branch)
@@ -173,7 +216,49 @@ class SpeakerFront:
         rec.stats.copies.append(branch.stats)
         self.stats.copies.append(branch.stats)
         rec.out.attach(inbox, branch.first_utt)
+        self._inboxes[branch] = inbox
+        if task == "transcribe":
+            self._fold_translate(rec)
         return rec
+
+    def _fold_translate(self, transcribe: Recogniser) -> None:
+        """Move the English branches of Whisper's translate stream onto ``transcribe`` (and
+        a text engine) from the next phrase; the stream retires once none is left on it."""
+        old = self.recognisers.get("translate")
+        if old is None:
+            return
+        engines = self.scheduler.engines
+        nxt = self.listen.utt + 1
+        moved = [b for b in old.branches
+                 if engines.text_translator_for(b.config.source, b.config.target) is not None]
+        for b in moved:
+            inbox = self._inboxes[b]
+            # Whisper's English of the phrase under way may come after the transcript's
+            # next phrase: the branch holds the latter until the former is through
+            pending = nxt - 1 if nxt - 1 >= max(b.first_utt, old.first) \
+                and old.out.final_utt < nxt - 1 else None
+            b.use_transcript(pending, transcribe)
+            old.moved[b] = nxt - 1
+            old.out.stop_after(inbox, nxt - 1, close=False)
+            transcribe.out.attach(inbox, nxt)
+            transcribe.branches.append(b)
+            transcribe.stats.copies.append(b.stats)
+        if len(moved) == len(old.branches):  # else a pair only Whisper translates keeps it
+            self._retire(old, nxt - 1)
+
+    def _retire(self, rec: Recogniser, last: int) -> None:
+        """``rec`` takes no phrase after ``last``; it stops once that one is through."""
+        del self.recognisers[rec.task]
+        live = self.recognisers.get("transcribe")
+        if rec.stage.ctx.profile is not None and live is not None:
+            # the speaking rate comes from the stream that stays
+            live.stage.ctx.profile, rec.stage.ctx.profile = rec.stage.ctx.profile, None
+        if rec.task_handle is None:  # nothing heard yet: nothing to finish
+            self.heard.detach(rec.stage.inbox)
+            self._drop(rec)
+            return
+        self._retiring.append(rec)
+        self.heard.stop_after(rec.stage.inbox, last, close=True)
 
     def detach(self, branch: Session, inbox: Inbox) -> None:
         """Stop feeding ``branch``; a recogniser no branch needs any more stops too (an
@@ -182,17 +267,28 @@ class SpeakerFront:
             return
         self.branches.remove(branch)
         self.stats.copies.remove(branch.stats)
-        for task, rec in list(self.recognisers.items()):
+        self._inboxes.pop(branch, None)
+        for rec in [*self.recognisers.values(), *self._retiring]:
             if branch in rec.branches:
                 rec.branches.remove(branch)
+                rec.moved.pop(branch, None)
                 rec.stats.copies.remove(branch.stats)
                 rec.out.detach(inbox)
             if not rec.branches:
-                del self.recognisers[task]
-                self._retired[task] = self._retired.get(task, 0) + _passes(rec)
+                self._drop(rec)
                 self.heard.detach(rec.stage.inbox)
                 if rec.task_handle is not None:
                     rec.task_handle.cancel()
+            elif set(rec.branches) <= set(rec.moved) and self.recognisers.get(rec.task) is rec:
+                self._retire(rec, self.listen.utt)  # only moved branches left on it
+
+    def _drop(self, rec: Recogniser) -> None:
+        """Forget a stream (its passes stay counted)."""
+        if self.recognisers.get(rec.task) is rec:
+            del self.recognisers[rec.task]
+        if rec in self._retiring:
+            self._retiring.remove(rec)
+        self._retired[rec.task] = self._retired.get(rec.task, 0) + _passes(rec)
 
     def _recogniser(self, task: str) -> Recogniser:
         stats = FrontMetrics()
@@ -202,16 +298,25 @@ class SpeakerFront:
         # wrong); the first stream made is the one a private front has
         ctx = replace(self.ctx, stats=stats, failures={},
                       profile=self.profile if first_task else None)
-        rec = Recogniser(task, RecognizeStage(ctx, self.flow, out, task=task), stats, out)  # type: ignore[arg-type]
-        ctx.emit = lambda ev, rec=rec: self._to(rec.branches, ev)
+        rec = Recogniser(task, RecognizeStage(ctx, self.flow, out, task=task), stats, out,  # type: ignore[arg-type]
+                         self.listen.utt + 1)
+        ctx.emit = lambda ev, rec=rec: self._to(rec.branches, ev, rec.moved)
         rec.stage.downstream = out  # type: ignore[assignment]
         self._streams_made += 1
         self.recognisers[task] = rec
         self.heard.attach(rec.stage.inbox, self.listen.utt + 1)
         if self._listen_task is not None:
-            rec.task_handle = asyncio.create_task(self._guard(rec.stage),
+            rec.task_handle = asyncio.create_task(self._run(rec),
                                                   name=f"recognize-{task}-{self.id}")
         return rec
+
+    async def _run(self, rec: Recogniser) -> None:
+        await self._guard(rec.stage)
+        if rec in self._retiring:  # its last phrase is through
+            self._drop(rec)
+            for b in rec.branches:
+                rec.stats.copies.remove(b.stats)
+            rec.branches.clear()
 
     # -- audio in ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -219,7 +324,7 @@ class SpeakerFront:
             self._listen_task = asyncio.create_task(self._guard(self.listen),
                                                     name=f"listen-{self.id}")
             for rec in self.recognisers.values():
-                rec.task_handle = asyncio.create_task(self._guard(rec.stage),
+                rec.task_handle = asyncio.create_task(self._run(rec),
                                                       name=f"recognize-{rec.task}-{self.id}")
 
     def push(self, audio: av.AudioFrame | np.ndarray, rate: int | None = None, *,
@@ -261,7 +366,8 @@ class SpeakerFront:
         await cancel_and_wait(self._tasks())
 
     def _tasks(self) -> list[asyncio.Task[None]]:
-        handles = [self._listen_task, *(r.task_handle for r in self.recognisers.values())]
+        handles = [self._listen_task, *(r.task_handle for r in self.recognisers.values()),
+                   *(r.task_handle for r in self._retiring)]
         return [t for t in handles if t is not None]
 
     def _accept(self, pcm: np.ndarray) -> None:
@@ -280,9 +386,10 @@ class SpeakerFront:
         self._to(self.branches, ev)
 
     @staticmethod
-    def _to(branches: list[Session], ev: Event) -> None:
+    def _to(branches: list[Session], ev: Event, last: dict[Session, int] | None = None) -> None:
         for b in list(branches):
-            if ev.utt < 0 or ev.utt >= b.first_utt:
+            if ev.utt < 0 or (ev.utt >= b.first_utt and (not last or ev.utt <= last.get(
+                    b, ev.utt))):
                 b.deliver(ev)
 
     async def _guard(self, stage: Stage) -> None:
@@ -305,7 +412,7 @@ class SpeakerFront:
         for b in list(self.branches):
             b.front_failed(stage, exc)
         self.listen.inbox.discard()
-        for rec in self.recognisers.values():
+        for rec in [*self.recognisers.values(), *self._retiring]:
             rec.stage.inbox.discard()
         current = asyncio.current_task()
         for task in self._tasks():
@@ -316,7 +423,7 @@ class SpeakerFront:
     def recognition(self) -> dict[str, Any]:
         """Recogniser streams and ASR passes of this speaker (``/stats``, session metrics)."""
         passes = dict(self._retired)
-        for t, r in self.recognisers.items():
-            passes[t] = passes.get(t, 0) + _passes(r)
+        for r in [*self.recognisers.values(), *self._retiring]:
+            passes[r.task] = passes.get(r.task, 0) + _passes(r)
         return {"speaker": self.id, "streams": len(self.recognisers),
                 "branches": len(self.branches), "asr_passes": passes}

@@ -118,6 +118,16 @@ def fake_scheduler(engines: Engines | None = None, *, clock=None, **kw):
     return Scheduler(engines or fake_engines(), clock=clock or FakeClock(), **kw)
 
 
+def whisper_routed_mt(languages=("de", "en", "es", "fr", "pt")):
+    """A router that sends X->en to Whisper's own translation (as Apertium pairs into English
+    are routed) while its text engine could serve those pairs too."""
+    from babelcall.engines.mt.router import RouterTranslator
+
+    text = UpperMt()
+    text.shares_compute = False
+    return RouterTranslator([text], asr_languages=set(languages))
+
+
 def fake_engines(**kw) -> Engines:
     return Engines(vad=EnergyVad(), asr=kw.get("asr", CountingAsr()), tts=BeepTts(),
                    translator=kw.get("mt", UpperMt()))

@@ -61,6 +61,7 @@ class RouterTranslator:
                                                           for e in self.engines)
         self.shares_compute = any(e.shares_compute for e in self.engines)
         self._routes: dict[tuple[str, str], Route | None] = {}
+        self._text_routes: dict[tuple[str, str], Route | None] = {}  # Whisper's route left out
         self._pivots = [PivotTranslator(a, b, via)
                         for via in PIVOTS for a in self.engines for b in self.engines]
 
@@ -72,14 +73,15 @@ class RouterTranslator:
             self._routes[key] = self._choose(source, target)  # same answer from any thread
         return self._routes[key]
 
-    def _choose(self, source: str, target: str) -> Route | None:
+    def _choose(self, source: str, target: str, *, whisper: bool = True) -> Route | None:
         if source == target:
             return None
         direct = [e for e in self.engines if e.supports(source, target)]
         neural = [e for e in direct if e.name in NEURAL]
         if neural:
             return Route(source, target, neural[0], neural[0].name)
-        if target == "en" and self.asr_languages is not None and source in self.asr_languages:
+        if whisper and target == "en" and self.asr_languages is not None \
+                and source in self.asr_languages:
             return Route(source, target, None, WHISPER_TRANSLATE)
         if direct:
             return Route(source, target, direct[0], direct[0].name)
@@ -94,6 +96,17 @@ class RouterTranslator:
         if route is None:
             raise UnsupportedLanguage(f"no installed translation engine for {source}->{target}")
         return route.engine
+
+    def text_engine_for(self, source: str, target: str) -> Translator | None:
+        """The best text engine for the pair even where Whisper's translation is preferred
+        (None: no text route). A speaker already transcribed for other listeners is
+        translated into English from that transcript rather than by a second Whisper
+        stream (``realtime/speaker.py``)."""
+        key = (source, target)
+        if key not in self._text_routes:
+            self._text_routes[key] = self._choose(source, target, whisper=False)
+        route = self._text_routes[key]
+        return None if route is None else route.engine
 
     def languages(self) -> set[str]:
         """Languages some installed text engine reads or writes (engines that list pairs)."""

@@ -29,6 +29,7 @@ class SourceText:
     final: bool
     asr: CallTrace | None = None
     settled: bool = False  # a pass at a pause committed every word heard so far
+    task: str = "transcribe"  # "translate": Whisper's own English, no text MT after it
 
 
 class RecognizeStage(Stage):
@@ -132,4 +133,4 @@ class RecognizeStage(Stage):
         if new or final or settled:  # settled: the translator may commit its draft now
             text = "".join(w.text for w in self.committed).strip()
             self.out.put(SourceText(utt, text, span(self.start, last), final, self.trace,
-                                    settled))
+                                    settled, self.task))

@@ -1,7 +1,14 @@
 """Translate: committed source text in, committed target text out. The session's
 ``IncrementalTranslator`` runs on the scheduler's MT lane (a step may call its engine more
 than once); a phrase whose updates queued up is translated once, from its latest source.
-Without a text engine (Whisper translated into English itself) the source is the target."""
+Where Whisper translated into English itself (``SourceText.task`` "translate") the source is
+the target.
+
+An English branch may be moved mid-call from Whisper's English to the speaker's transcript
+and a text engine (``switch_to_text``: the speaker's other listeners need the transcript, and
+one recogniser stream per speaker is what the CPU affords). Whisper's stream may still be
+finishing the phrase under way when the transcript's next phrase arrives: those wait, so
+phrases reach the speak stage in order."""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from babelcall.engines.mt.incremental import IncrementalTranslator
+from babelcall.realtime.errors import UnsupportedLanguage
 from babelcall.realtime.scheduler import CallTrace
 from babelcall.realtime.stages.base import END, Context, Flow, Inbox, Stage
 from babelcall.realtime.stages.recognize import SourceText
@@ -49,25 +57,55 @@ class TranslateStage(Stage):
     def __init__(self, ctx: Context, flow: Flow, out: Inbox) -> None:
         super().__init__(ctx, flow)
         self.out = out  # -> speak: TargetText items, then END
-        cfg = ctx.config
-        engine = ctx.scheduler.engines.translator_for(cfg.source, cfg.target)
-        self.mt = IncrementalTranslator(engine, cfg.source, cfg.target,
-                                        holdback=cfg.mt_holdback_words) \
-            if engine is not None else None
+        engine = ctx.scheduler.engines.translator_for(ctx.config.source, ctx.config.target)
+        self.mt = self._incremental(engine) if engine is not None else None
         self.said = ""  # target already passed on, when Whisper translates itself
+        # after switch_to_text: the transcript waits until Whisper's stream has finished
+        # this phrase
+        self.hold_after: int | None = None
+        self._held: list[SourceText] = []
+
+    def _incremental(self, engine: Any) -> IncrementalTranslator:
+        cfg = self.ctx.config
+        return IncrementalTranslator(engine, cfg.source, cfg.target,
+                                     holdback=cfg.mt_holdback_words)
+
+    def switch_to_text(self, last_whisper_utt: int | None) -> None:
+        """From now on translate the transcript with the pair's text engine; Whisper's
+        English still arriving for phrases up to ``last_whisper_utt`` (None: none) passes
+        first. UnsupportedLanguage where no text engine serves the pair."""
+        if self.mt is None:
+            cfg = self.ctx.config
+            engine = self.ctx.scheduler.engines.text_translator_for(cfg.source, cfg.target)
+            if engine is None:
+                raise UnsupportedLanguage(f"no text engine for {cfg.source}->{cfg.target}")
+            self.mt = self._incremental(engine)
+        self.hold_after = last_whisper_utt
 
     async def handle(self, items: list[Any]) -> bool:
         for src in latest_per_phrase([i for i in items if i is not END]):
+            if self.hold_after is not None and src.task != "translate":
+                self._held.append(src)
+                continue
             await self._one(src)
+            if self.hold_after is not None and src.final and src.utt >= self.hold_after:
+                await self._release()
         if any(i is END for i in items):
+            await self._release()
             self.out.put(END)
             return True
         return False
 
+    async def _release(self) -> None:
+        """Whisper's stream is through: the transcript's phrases that waited, in order."""
+        held, self._held, self.hold_after = self._held, [], None
+        for src in latest_per_phrase(held):
+            await self._one(src)
+
     async def _one(self, src: SourceText) -> None:
         ctx = self.ctx
         trace = None
-        if self.mt is None:
+        if src.task == "translate" or self.mt is None:
             new, draft = src.text[len(self.said):].strip(), ""
             self.said = "" if src.final else src.text
         else:

@@ -14,6 +14,7 @@ from fakes import (
     fake_engines,
     fake_scheduler,
     tone_phrases,
+    whisper_routed_mt,
 )
 
 from babelcall.engines.registry import Engines
@@ -200,3 +201,125 @@ def test_an_ended_front_takes_no_more_targets():
             return set(sched.sessions)
 
     assert asyncio.run(go()) == set()
+
+
+# -- one recogniser stream per speaker -------------------------------------------------------
+class TaskAsr(CountingAsr):
+    """Words ``w0 w1 ...`` when transcribing, ``e0 e1 ...`` when Whisper translates (its own
+    English); counts the calls of each task."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_task: dict[str, int] = {}
+
+    def transcribe(self, audio, *, language, prompt="", task="transcribe"):
+        self.by_task[task] = self.by_task.get(task, 0) + 1
+        words = super().transcribe(audio, language=language, prompt=prompt, task=task)
+        if task == "translate":
+            return [type(w)(w.text.replace("w", "e"), w.start, w.end) for w in words]
+        return words
+
+
+def whisper_routed(asr):
+    return fake_engines(asr=asr, mt=whisper_routed_mt())
+
+
+def utt_words(events, utt):
+    return said(events, utt)
+
+
+@pytest.mark.parametrize("targets", [["en", "es"], ["es", "en"], ["en", "es", "fr"]])
+def test_an_english_listener_beside_others_is_served_from_the_one_transcript(targets):
+    asr = TaskAsr()
+    events, metrics, recognition, left = run_front(whisper_routed(asr), targets, source="de")
+    assert recognition["streams"] == 1
+    assert asr.by_task.get("translate", 0) == 0  # no second Whisper stream, not even briefly
+    for t in targets:
+        assert said(events[t]) and all(w.startswith("W") for w in said(events[t]))
+    assert said(events["en"]) == said(events["es"])  # the same transcript, text MT each
+    assert metrics["en"]["recognition"]["streams"] == 1
+    assert left == set()
+
+
+def test_an_english_listener_alone_hears_whispers_own_translation():
+    asr = TaskAsr()
+    events, _, recognition, _ = run_front(whisper_routed(asr), ["en"], source="de")
+    assert recognition["streams"] == 1 and set(asr.by_task) == {"translate"}
+    assert all(w.startswith("e") for w in said(events["en"]))
+
+
+def test_a_second_language_mid_call_moves_english_onto_the_transcript_at_the_next_phrase():
+    # Whisper translates for the English listener alone; a Spanish listener joins during the
+    # first phrase (tone 1.0-3.0 s): from the second phrase on, English comes from the
+    # transcript, and the translate stream stops after finishing the first phrase
+    asr = TaskAsr()
+    events, metrics, recognition, left = run_front(
+        whisper_routed(asr), ["en"], late_target="es", late_at=int(2.0 * RATE), source="de")
+    en = events["en"]
+    first, rest = utt_words(en, 0), utt_words(en, 1) + utt_words(en, 2)
+    assert first and all(w.startswith("e") for w in first)  # Whisper's English, to its end
+    assert rest == said(events["es"])  # then the transcript, as the Spanish listener gets it
+    assert rest and all(w.startswith("W") for w in rest)
+    finals = [e.utt for e in en if isinstance(e, Translation) and e.final]
+    assert finals == [0, 1, 2]  # every phrase once, in order
+    order = [e.utt for e in en if isinstance(e, Translation)]
+    assert order == sorted(order)
+    assert recognition["streams"] == 1
+    assert set(recognition["asr_passes"]) == {"translate", "transcribe"}
+    assert recognition["asr_passes"]["translate"] == asr.by_task["translate"]
+    one_phrase = asr_calls_alone(UpperMt(), "de", "es")  # all three phrases
+    assert asr.by_task["translate"] < one_phrase  # it stopped after the first phrase
+    assert metrics["en"]["recognition"]["streams"] == 1
+    assert left == set()
+
+
+def test_a_fan_out_tap_stops_after_its_last_phrase():
+    from babelcall.realtime.speaker import FanOut
+    from babelcall.realtime.stages import END, Flow, Inbox
+
+    fan, flow = FanOut(), Flow()
+    branch, retiring, plain = Inbox(flow), Inbox(flow), Inbox(flow)
+    for inbox in (branch, retiring, plain):
+        fan.attach(inbox, 0)
+    fan.stop_after(branch, 1, close=False)  # fed on by another stream: never END from here
+    fan.stop_after(retiring, 1, close=True)  # a retiring recogniser: END after phrase 1
+    for utt in (0, 1, 2, 3):
+        fan.put((utt, "x"))
+    fan.put(END)
+    got = {name: inbox.drain() for name, inbox in
+           (("branch", branch), ("retiring", retiring), ("plain", plain))}
+    assert got["branch"] == [(0, "x"), (1, "x")]
+    assert got["retiring"] == [(0, "x"), (1, "x"), END]
+    assert got["plain"] == [(0, "x"), (1, "x"), (2, "x"), (3, "x"), END]
+    assert len(fan) == 1
+
+
+def test_a_moved_branch_voices_whispers_last_phrase_before_the_transcripts_next():
+    # the transcript's phrase 1 reaches the branch before Whisper's English of phrase 0 is
+    # through (Whisper's stream lagging): phrase 1 waits, so phrases stay in order
+    from babelcall.realtime.stages import END
+    from babelcall.realtime.stages.recognize import SourceText
+    from babelcall.realtime.types import Span
+
+    async def go():
+        sched = fake_scheduler(whisper_routed(TaskAsr()))
+        async with sched:
+            session = Session(sched, SessionConfig("de", "en"))
+            assert session._recognize.task == "translate"
+            got = asyncio.create_task(_collect(session))
+            session.use_transcript(0)
+            inbox = session._translate.inbox
+            for item in (SourceText(0, "e0", Span(0, 1), False, task="translate"),
+                         SourceText(1, "w5 w6", Span(3, 4), True),
+                         SourceText(0, "e0 e1", Span(0, 2), True, task="translate"),
+                         SourceText(2, "w9", Span(5, 6), True), END):
+                inbox.put(item)
+            session.start()
+            events = await asyncio.wait_for(got, 10)
+            await session.close()
+            return events
+
+    events = asyncio.run(go())
+    said_in_order = [(e.utt, e.committed) for e in events
+                     if isinstance(e, Translation) and e.committed]
+    assert said_in_order == [(0, "e0"), (0, "e1"), (1, "W5 W6"), (2, "W9")]

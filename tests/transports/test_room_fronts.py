@@ -1,13 +1,15 @@
 """A room's sessions as the plan makes them (``Room._sessions_for``): every speaker's sessions,
 one per other language present, share the speaker's one front, so a speaker heard in three
-languages is recognised by one stream (two where Whisper itself translates into English for
-an English listener). Wiring logic only: stand-in engines, no peers."""
+languages is recognised by one stream: an English listener is served from the transcript the
+others need, though Whisper's own translation would be chosen for a one-to-one call (two
+streams only where no text engine translates into English). Wiring logic only: stand-in
+engines, no peers."""
 
 import asyncio
 from types import MethodType, SimpleNamespace
 
 import pytest
-from fakes import UpperMt, fake_engines, fake_scheduler
+from fakes import UpperMt, fake_engines, fake_scheduler, whisper_routed_mt
 
 from babelcall.transports.hub import Hub
 from babelcall.transports.participant import Participant
@@ -27,7 +29,8 @@ def _person(room, pid: str, lang: str):
 
 @pytest.mark.parametrize(("mt", "streams_of"), [
     (UpperMt(), {"en": 1, "es": 1, "fr": 1, "pt": 1}),
-    (NoEnglishMt(), {"en": 1, "es": 2, "fr": 2, "pt": 2}),  # + Whisper's X->en
+    (whisper_routed_mt(), {"en": 1, "es": 1, "fr": 1, "pt": 1}),  # transcript + text MT
+    (NoEnglishMt(), {"en": 1, "es": 2, "fr": 2, "pt": 2}),  # nothing else: + Whisper's X->en
 ])
 def test_each_speaker_has_one_front_whatever_the_listeners_languages(mt, streams_of):
     async def go():
