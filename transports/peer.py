@@ -25,11 +25,15 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
+from babelcall.realtime.bounded import DROPS
 from babelcall.transports import compat
 from babelcall.transports.dtls import failure_cause, use_interop_certificate
 from babelcall.transports.signaling import Offer, SignalingError
 
 log = logging.getLogger(__name__)
+# Captions waiting in one data channel's send buffer before new ones are dropped: ~2,000
+# caption events, minutes of a call's captions; a reader that far behind has stopped.
+MAX_CHANNEL_BUFFER = 256 * 1024
 
 
 def ice_configuration(urls: list[str] | None) -> RTCConfiguration:
@@ -113,10 +117,16 @@ class Peer:
         return media is not None and media.receives
 
     def send(self, rec: dict[str, Any]) -> None:
-        """JSON to every open data channel (captions); silently skips closed ones."""
+        """JSON to every open data channel (captions); silently skips closed ones. A channel
+        whose peer has stopped reading (SCTP's window full, aiortc queueing every message
+        unbounded) gets nothing more until it drains below ``MAX_CHANNEL_BUFFER``: the
+        message is dropped and counted (``/stats`` ``dropped.datachannel``)."""
         text = json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
         for ch in list(self.channels):
             if ch.readyState == "open":
+                if ch.bufferedAmount > MAX_CHANNEL_BUFFER:
+                    DROPS["datachannel"] += 1
+                    continue
                 try:
                     ch.send(text)
                 except Exception:

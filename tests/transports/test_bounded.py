@@ -175,3 +175,37 @@ def test_stats_show_what_bounded_queues_dropped(engines):
 
     stats = asyncio.run(main())
     assert isinstance(stats["dropped"], dict)
+
+
+def test_a_data_channel_that_stops_draining_gets_no_more_captions_and_they_are_counted():
+    # aiortc queues every message a channel is given, unbounded, while SCTP's window is full
+    # (a frozen tab, a stalled network): past MAX_CHANNEL_BUFFER captions are dropped and
+    # counted, and a channel that drains gets them again; other channels are unaffected
+    from types import SimpleNamespace
+
+    from babelcall.transports.peer import MAX_CHANNEL_BUFFER, Peer
+
+    class Channel:
+        readyState = "open"
+
+        def __init__(self) -> None:
+            self.bufferedAmount, self.sent = 0, []
+
+        def send(self, text: str) -> None:
+            self.sent.append(text)
+            self.bufferedAmount += len(text)
+
+    stuck, fine = Channel(), Channel()
+    peer = SimpleNamespace(channels=[stuck, fine])
+    before = DROPS["datachannel"]
+    caption = {"type": "translation", "text": "x" * 1000}
+    n = 2 * MAX_CHANNEL_BUFFER // 1000
+    for _ in range(n):
+        Peer.send(peer, caption)  # type: ignore[arg-type]
+        fine.bufferedAmount = 0  # this one's reader keeps up
+    assert len(fine.sent) == n
+    assert stuck.bufferedAmount <= MAX_CHANNEL_BUFFER + 1100
+    assert DROPS["datachannel"] - before == n - len(stuck.sent) > 0
+    stuck.bufferedAmount = 0  # it drained
+    Peer.send(peer, caption)  # type: ignore[arg-type]
+    assert len(stuck.sent) == n - (DROPS["datachannel"] - before) + 1
