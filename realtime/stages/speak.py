@@ -366,10 +366,12 @@ class SpeakStage(Stage):
         utt, src = made.piece.utt, made.piece.src
         deadline = self._deadline(utt, src)
         profile, voice = await self._voice_for(utt, src, deadline)
-        speed = speech_speed(ctx.config.speed, rate_factor(profile, ctx.config.target),
-                             ctx.backlog_s, ctx.budget)
-        ctx.stats.speed = speed
         said = span(src.start, made.piece.said_end)
+        speed = speech_speed(ctx.config.speed, rate_factor(profile, ctx.config.target),
+                             ctx.backlog_s, ctx.budget,
+                             behind_s=self.behind_s(said, ahead=True)
+                             if ctx.config.compress else 0.0)
+        ctx.stats.speed = speed
         speech = Speech(ctx, made.piece.text, voice, speed, profile,
                         functools.partial(self.behind_s, said) if ctx.config.compress else None)
         trace = CallTrace()

@@ -60,6 +60,18 @@ def test_speech_speed_combines_pace_and_catchup_under_a_cap():
     assert speech_speed(1.5, 1.25, 10.0, b) == 1.2
 
 
+@pytest.mark.parametrize(("behind", "backlog", "speed"), [
+    (0.0, 0.0, 1.0),  # on time: the voice's own pace
+    (1.9, 0.0, 1.0),  # within the lag target (2 s): not yet
+    (2.1, 0.0, 1.2),  # later than the target: full catch-up at once, nothing queued or not
+    (2.1, 1.0, 1.2),
+    (1.0, 1.0, 1.1),  # queued audio alone: the ramp, as before
+])
+def test_a_late_clause_is_spoken_fast_by_the_voice_itself(behind, backlog, speed):
+    assert speech_speed(1.0, 1.0, backlog, LatencyBudget(), behind_s=behind) \
+        == pytest.approx(speed)
+
+
 def test_shed_levels_have_hysteresis():
     assert shed_level(0.1, 0) == 0
     assert shed_level(0.6, 0) == 1
