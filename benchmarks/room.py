@@ -316,8 +316,10 @@ async def run_room_bench(args: Any, engines: Any) -> dict[str, Any]:
                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
                "clone": args.clone, "uncommitted": uncommitted(),
                "cpu": cpu_model(), "cores": usable_cores(),
-               "mt": {f"{a}->{b}": mt_label(engines, a, b) for a in langs for b in langs
-                      if a != b},
+               # the route each listener was served by (a room's English listener: the
+               # speaker's transcript and a text engine, not Whisper's own translation)
+               "mt": {f"{a}->{b}": run["recognition"].get(a, {}).get("routes", {}).get(b)
+                      or mt_label(engines, a, b) for a in langs for b in langs if a != b},
                "command": f"babelcall bench --room --room-langs {','.join(langs)}",
                "turns": [{k: v for k, v in t.items() if not k.endswith("_ns")}
                          for t in run["turns"]],

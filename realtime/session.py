@@ -219,6 +219,11 @@ class Session:
         """Wall time at which the source sample at stream time ``t`` arrived."""
         return self._ctx.arrival_ns(t)
 
+    @property
+    def route(self) -> str:
+        """The MT route this target is served by now ("whisper-translate", "apertium", ...)."""
+        return self._translate.route
+
     # -- what the front calls -----------------------------------------------------------
     def use_transcript(self, last_whisper_utt: int | None,
                        rec: Recogniser | None = None) -> None:

@@ -426,4 +426,5 @@ class SpeakerFront:
         for r in [*self.recognisers.values(), *self._retiring]:
             passes[r.task] = passes.get(r.task, 0) + _passes(r)
         return {"speaker": self.id, "streams": len(self.recognisers),
-                "branches": len(self.branches), "asr_passes": passes}
+                "branches": len(self.branches), "asr_passes": passes,
+                "routes": {b.config.target: b.route for b in self.branches}}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from babelcall.engines.mt.incremental import IncrementalTranslator
+from babelcall.engines.mt.router import WHISPER_TRANSLATE
 from babelcall.realtime.errors import UnsupportedLanguage
 from babelcall.realtime.scheduler import CallTrace
 from babelcall.realtime.stages.base import END, Context, Flow, Inbox, Stage
@@ -69,6 +70,15 @@ class TranslateStage(Stage):
         cfg = self.ctx.config
         return IncrementalTranslator(engine, cfg.source, cfg.target,
                                      holdback=cfg.mt_holdback_words)
+
+    @property
+    def route(self) -> str:
+        """How this branch is translated now, named as ``babelcall languages`` names routes."""
+        if self.mt is None or self.mt.engine is None:
+            return WHISPER_TRANSLATE
+        cfg, engine = self.ctx.config, self.mt.engine
+        describe = getattr(engine, "describe", None)
+        return describe(cfg.source, cfg.target) if describe is not None else engine.name
 
     def switch_to_text(self, last_whisper_utt: int | None) -> None:
         """From now on translate the transcript with the pair's text engine; Whisper's

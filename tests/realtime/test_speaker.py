@@ -237,6 +237,7 @@ def test_an_english_listener_beside_others_is_served_from_the_one_transcript(tar
     for t in targets:
         assert said(events[t]) and all(w.startswith("W") for w in said(events[t]))
     assert said(events["en"]) == said(events["es"])  # the same transcript, text MT each
+    assert recognition["routes"]["en"] == "upper"  # the text engine, as /stats says
     assert metrics["en"]["recognition"]["streams"] == 1
     assert left == set()
 
@@ -245,6 +246,7 @@ def test_an_english_listener_alone_hears_whispers_own_translation():
     asr = TaskAsr()
     events, _, recognition, _ = run_front(whisper_routed(asr), ["en"], source="de")
     assert recognition["streams"] == 1 and set(asr.by_task) == {"translate"}
+    assert recognition["routes"] == {"en": "whisper-translate"}
     assert all(w.startswith("e") for w in said(events["en"]))
 
 
@@ -265,6 +267,7 @@ def test_a_second_language_mid_call_moves_english_onto_the_transcript_at_the_nex
     order = [e.utt for e in en if isinstance(e, Translation)]
     assert order == sorted(order)
     assert recognition["streams"] == 1
+    assert recognition["routes"] == {"en": "upper", "es": "upper"}
     assert set(recognition["asr_passes"]) == {"translate", "transcribe"}
     assert recognition["asr_passes"]["translate"] == asr.by_task["translate"]
     one_phrase = asr_calls_alone(UpperMt(), "de", "es")  # all three phrases
