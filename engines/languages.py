@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from babelcall.engines.mt.router import WHISPER_TRANSLATE, text_engine
+from babelcall.engines.mt.router import route_label, text_engine
 from babelcall.realtime.errors import UnsupportedLanguage
 
 QUALITY_FILE = Path(__file__).with_name("quality.json")
@@ -62,8 +62,7 @@ def mt_label(engines: Any, source: str, target: str) -> str:
         if found is None:
             raise UnsupportedLanguage(f"no route for {source}->{target}")
         return found.label
-    engine = text_engine(engines.translator, source, target)
-    return WHISPER_TRANSLATE if engine is None else engine.name
+    return route_label(text_engine(engines.translator, source, target), source, target)
 
 
 def tts_label(engines: Any, language: str) -> str:

@@ -42,6 +42,19 @@ class Route:
         return getattr(self.engine, "via", None)
 
 
+def route_label(engine: Translator | None, source: str, target: str) -> str:
+    """How a route is named in tables and ``/stats``: "whisper-translate" (no text engine),
+    "apertium", "bergamot", or a pivot's hops ("apertium en->es->fr")."""
+    if engine is None:
+        return WHISPER_TRANSLATE
+    describe = getattr(engine, "describe", None)
+    return describe(source, target) if describe is not None else engine.name
+
+
+def _route(engine: Translator | None, source: str, target: str) -> Route:
+    return Route(source, target, engine, route_label(engine, source, target))
+
+
 class RouterTranslator:
     """A ``Translator`` over several engines: each call goes to the pair's chosen route.
 
@@ -79,15 +92,15 @@ class RouterTranslator:
         direct = [e for e in self.engines if e.supports(source, target)]
         neural = [e for e in direct if e.name in NEURAL]
         if neural:
-            return Route(source, target, neural[0], neural[0].name)
+            return _route(neural[0], source, target)
         if whisper and target == "en" and self.asr_languages is not None \
                 and source in self.asr_languages:
-            return Route(source, target, None, WHISPER_TRANSLATE)
+            return _route(None, source, target)
         if direct:
-            return Route(source, target, direct[0], direct[0].name)
+            return _route(direct[0], source, target)
         for pivot in self._pivots:
             if pivot.supports(source, target):
-                return Route(source, target, pivot, pivot.describe(source, target))
+                return _route(pivot, source, target)
         return None
 
     def engine_for(self, source: str, target: str) -> Translator | None:

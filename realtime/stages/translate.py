@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from babelcall.engines.mt.incremental import IncrementalTranslator
-from babelcall.engines.mt.router import WHISPER_TRANSLATE
+from babelcall.engines.mt.router import route_label
 from babelcall.realtime.errors import UnsupportedLanguage
 from babelcall.realtime.scheduler import CallTrace
 from babelcall.realtime.stages.base import END, Context, Flow, Inbox, Stage
@@ -74,11 +74,8 @@ class TranslateStage(Stage):
     @property
     def route(self) -> str:
         """How this branch is translated now, named as ``babelcall languages`` names routes."""
-        if self.mt is None or self.mt.engine is None:
-            return WHISPER_TRANSLATE
-        cfg, engine = self.ctx.config, self.mt.engine
-        describe = getattr(engine, "describe", None)
-        return describe(cfg.source, cfg.target) if describe is not None else engine.name
+        cfg = self.ctx.config
+        return route_label(None if self.mt is None else self.mt.engine, cfg.source, cfg.target)
 
     def switch_to_text(self, last_whisper_utt: int | None) -> None:
         """From now on translate the transcript with the pair's text engine; Whisper's
