@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 # Captions waiting in one data channel's send buffer before new ones are dropped: ~2,000
 # caption events, minutes of a call's captions; a reader that far behind has stopped.
 MAX_CHANNEL_BUFFER = 256 * 1024
+# Every peer connection of babelcall's (server, Janus rooms, Python client) is made with
+# ``ice_configuration`` below: their ICE sockets are read in full at each wake-up, and they
+# keep consent while answers come, however late.
+compat.draining_ice_sockets()
+compat.patient_consent()
 
 
 def ice_configuration(urls: list[str] | None) -> RTCConfiguration:

@@ -145,6 +145,19 @@ def voiced(records: list[dict], speaker: str) -> bool:
     return _alnum(out) >= _alnum(said)
 
 
+def _progress(records: list[dict], speaker: str) -> str:
+    """What a listener's page got of a speaker, for a failure's message."""
+    mine = [r for r in records if r.get("speaker") == speaker]
+    kinds: dict[str, int] = {}
+    for r in mine:
+        kinds[r["type"]] = kinds.get(r["type"], 0) + 1
+    said = " ".join(r.get("committed") or "" for r in mine if r["type"] == "translation")
+    out = " ".join(r.get("text") or "" for r in mine if r["type"] in ("audio_out",
+                                                                         "speech_skipped"))
+    return (f"records by type {kinds}; committed {_alnum(said)} characters, voiced or said "
+            f"to be late {_alnum(out)}; last: {mine[-3:]}")
+
+
 def played_until_ms(records: list[dict], speaker: str) -> float | None:
     """When (page clock) the listener's page will have played the speaker's last voiced
     clause to its end: the moment it started playing plus its length."""
@@ -167,7 +180,10 @@ async def until_voiced(pairs: list[tuple[Person, Person]], timeout: float = 300)
                 break
             await asyncio.sleep(0.5)
         else:
-            raise AssertionError(f"{listener.name} never heard all that {speaker.name} said")
+            records = await listener.page.evaluate("window.records")
+            status = await listener.page.evaluate("window.babelcall.status")
+            raise AssertionError(f"{listener.name} never heard all that {speaker.name} said; "
+                                 f"page: {status!r}; {_progress(records, speaker.pid)}")
     for listener, speaker in pairs:  # the last clause plays out on the page
         end = played_until_ms(await listener.page.evaluate("window.records"), speaker.pid)
         now = "performance.timeOrigin + performance.now()"
