@@ -58,6 +58,7 @@ class Room:
         self.hub = hub
         self.name = name
         self.participants: dict[str, Participant] = {}
+        self._leaving: dict[str, asyncio.Task[None]] = {}
         self.joining = 0  # offers being answered (counted against the room's size)
         self._lock = asyncio.Lock()
 
@@ -221,7 +222,31 @@ class Room:
             self.send_roster(q)
 
     # -- leaving ----------------------------------------------------------------------------
+    def knows(self, pid: str) -> bool:
+        """In the room, or leaving it now."""
+        return pid in self.participants or pid in self._leaving
+
     async def leave(self, pid: str) -> None:
+        """Take ``pid`` out of the room; returns once its sessions and connection are freed.
+
+        A leave runs once, in a task of its own that its callers only wait on: they may be
+        cancelled, the leave is not. It is called from a DELETE, from the peer's close and
+        from the end of the participant's own track, read by a link's task — a link that this
+        or another leave may be closing. Run inside that task, a leave was cancelled half done
+        when two people hung up at once: the participant gone from the room, their sessions
+        never closed."""
+        task = self._leaving.get(pid)
+        if task is asyncio.current_task():  # re-entered: the peer's close, from our own stop
+            return
+        if task is None:
+            if pid not in self.participants:
+                return
+            task = asyncio.create_task(self._leave(pid), name=f"leave-{pid}")
+            self._leaving[pid] = task
+            task.add_done_callback(lambda _, pid=pid: self._leaving.pop(pid, None))
+        await asyncio.shield(task)
+
+    async def _leave(self, pid: str) -> None:
         p = self.participants.pop(pid, None)
         if p is None:
             return

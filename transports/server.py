@@ -346,7 +346,7 @@ async def room_join(request: web.Request) -> web.Response:
 async def room_leave(request: web.Request) -> web.Response:
     room = request.app[HUB].rooms.get(request.match_info["room"])
     pid = request.match_info["id"]
-    if room is None or pid not in room.participants:
+    if room is None or not room.knows(pid):
         raise SignalingError(404, "unknown_session", "no such participant in that room")
     await room.leave(pid)
     return web.json_response({"status": "closed"})

@@ -87,3 +87,39 @@ def _spoken(listener: Caller, speaker: str) -> bool:
 def _quiet(caller: Caller) -> bool:
     tail = caller.audio[-48000 * 3 // 2:]
     return len(tail) == 48000 * 3 // 2 and speech_seconds(tail, 48000) == 0
+
+
+def test_a_leave_finishes_though_its_caller_is_cancelled(engines):
+    """A leave is called from a DELETE, from the peer's close and from the end of the
+    participant's own track (inside a link's task, which another leave may close): cancelling
+    a caller must not leave the participant half gone — out of the room, sessions still open.
+    Then two people hang up at the same moment, as a call ends: everything is freed."""
+
+    async def join(srv, lang: str, clip: str) -> tuple[Caller, str]:
+        c = Caller(clip_track(clip, seconds=1.0), srv.url, endpoint="/rooms/den/join",
+                   params={"lang": lang, "echo_guard": "0"})
+        await c.connect()
+        return c, c.location.rsplit("/", 1)[1]
+
+    async def main():
+        async with running_server(engines) as srv:
+            hub = srv.hub
+            (a, a_id), (b, b_id) = [await join(srv, "en", "fleurs-en-004"),
+                                    await join(srv, "es", "fleurs-es-003")]
+            assert len(hub.scheduler.sessions) == 2
+            room = hub.rooms["den"]
+            caller = asyncio.create_task(room.leave(a_id))
+            for _ in range(2):  # the caller starts the leave, the leave begins
+                await asyncio.sleep(0)
+            assert a_id not in room.participants and room.knows(a_id)  # links closing
+            caller.cancel()
+            await until(lambda: not hub.scheduler.sessions, 10, "A's and B's sessions to close")
+            assert not room.knows(a_id) and list(room.participants) == [b_id]
+            await a.hang_up()  # its DELETE: already gone
+            c, c_id = await join(srv, "en", "fleurs-en-004")
+            assert len(hub.scheduler.sessions) == 2
+            await asyncio.gather(b.hang_up(), c.hang_up())
+            await until(lambda: not hub.rooms and not hub.scheduler.sessions, 10,
+                        "the room and its sessions to be freed")
+
+    asyncio.run(main())

@@ -226,8 +226,24 @@ def _decode_16k(webm: bytes) -> np.ndarray:
 async def leave_all(srv, everyone: list[Person]) -> None:
     for p in everyone:
         await p.page.click("#stop")
-    await until(lambda: not srv.hub.rooms and not srv.hub.scheduler.sessions, 20,
-                "the room and its sessions to be freed")
+    try:
+        await until(lambda: not srv.hub.rooms and not srv.hub.scheduler.sessions, 20,
+                    "the room and its sessions to be freed")
+    except AssertionError as exc:  # say what is still there, and what the server's tasks await
+        raise AssertionError(f"{exc}: rooms {list(srv.hub.rooms)}, "
+                             f"{len(srv.hub.scheduler.sessions)} sessions; {_awaiting()}") from None
+
+
+def _awaiting() -> str:
+    """Each pending task of this loop and the line it waits at (for a failure's message)."""
+    where = []
+    for task in asyncio.all_tasks():
+        stack = task.get_stack()
+        if stack:
+            code = stack[-1].f_code
+            where.append(f"{task.get_name()} at {Path(code.co_filename).name}:"
+                         f"{stack[-1].f_lineno} ({code.co_name})")
+    return "; ".join(sorted(where))
 
 
 async def close_browsers(everyone: list[Person]) -> None:
