@@ -140,10 +140,16 @@ def voiced(records: list[dict], speaker: str) -> bool:
     if not any(r["type"] == "translation" and r.get("final") and r["utt"] == max(ended)
                for r in mine):
         return False
+    said, out = _said_and_out(mine)
+    return out >= said
+
+
+def _said_and_out(mine: list[dict]) -> tuple[int, int]:
+    """Characters committed to a listener, and voiced to them or said to be late."""
     said = " ".join(r.get("committed") or "" for r in mine if r["type"] == "translation")
     out = " ".join(r.get("text") or "" for r in mine if r["type"] in ("audio_out",
                                                                          "speech_skipped"))
-    return _alnum(out) >= _alnum(said)
+    return _alnum(said), _alnum(out)
 
 
 def _progress(records: list[dict], speaker: str) -> str:
@@ -152,11 +158,9 @@ def _progress(records: list[dict], speaker: str) -> str:
     kinds: dict[str, int] = {}
     for r in mine:
         kinds[r["type"]] = kinds.get(r["type"], 0) + 1
-    said = " ".join(r.get("committed") or "" for r in mine if r["type"] == "translation")
-    out = " ".join(r.get("text") or "" for r in mine if r["type"] in ("audio_out",
-                                                                         "speech_skipped"))
-    return (f"records by type {kinds}; committed {_alnum(said)} characters, voiced or said "
-            f"to be late {_alnum(out)}; last: {mine[-3:]}")
+    said, out = _said_and_out(mine)
+    return (f"records by type {kinds}; committed {said} characters, voiced or said to be "
+            f"late {out}; last: {mine[-3:]}")
 
 
 def played_until_ms(records: list[dict], speaker: str) -> float | None:
