@@ -42,7 +42,6 @@ from babelcall.realtime.metrics import SessionMetrics
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.realtime.speaker import Recogniser, SpeakerFront
 from babelcall.realtime.stages import (
-    END,
     Context,
     Flow,
     Inbox,
@@ -87,6 +86,7 @@ class Session:
         self.stats = SessionMetrics()
         self.arrivals = self.front.arrivals
         self.first_utt = 0  # the first phrase this branch gets (set by the front)
+        self.last_utt: int | None = None  # the last, once it takes no more audio (``end``)
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._flow = Flow()
         self._ctx = Context(self.id, config, scheduler, self.clock, self.budget, self.stats,
@@ -150,15 +150,15 @@ class Session:
 
     async def end(self) -> None:
         """No more audio: finish the open phrase; ``events()`` ends after its last event.
-        On a shared front only this target ends (now, at what it was given)."""
+        On a shared front this target still gets the phrase under way (the front hears the
+        rest from another target's copy, or finishes it once every target has ended)."""
         if self._ended:
             return
         self._ended = True
         if self._own_front:
             self.front.end()
         else:
-            self._detach()
-            self._translate.inbox.put(END)
+            self.front.finish(self)
 
     async def events(self) -> AsyncIterator[Event]:
         while True:

@@ -99,6 +99,18 @@ class FanOut:
             if tap.inbox is inbox:
                 tap.last, tap.close = last, close
 
+    def finish(self, inbox: Inbox, last: int) -> None:
+        """Feed ``inbox`` through phrase ``last``, then END: once that phrase's final item is
+        out (at once if it is already, or if ``inbox`` starts after it)."""
+        for tap in list(self._to):
+            if tap.inbox is not inbox:
+                continue
+            if self.final_utt >= last or tap.first > last:
+                self._to.remove(tap)
+                inbox.put(END)
+            else:
+                tap.last, tap.close = last, True
+
     def detach(self, inbox: Inbox) -> None:
         """Stop feeding ``inbox``; what it holds is dropped so nobody waits on its room."""
         self._to = [t for t in self._to if t.inbox is not inbox]
@@ -122,6 +134,9 @@ class FanOut:
                     tap.inbox.put(END)
             elif utt >= tap.first:
                 tap.inbox.put(item)
+                if tap.close and utt == tap.last and getattr(item, "final", False):
+                    self._to.remove(tap)  # its last phrase is through (``finish``)
+                    tap.inbox.put(END)
 
     def empty(self) -> bool:
         return all(t.inbox.empty() for t in self._to)
@@ -186,10 +201,13 @@ class SpeakerFront:
         self.listen = ListenStage(self.ctx, self.flow, self.heard)  # type: ignore[arg-type]
         self.listen.downstream = self.heard  # type: ignore[assignment]
         self.listen.inbox.limit = int(MAX_DOOR_S * SPEECH_RATE)
+        self.listen.on_progress = self._resolve_finishing
         self.recognisers: dict[str, Recogniser] = {}  # the streams taking new phrases
         self._retiring: list[Recogniser] = []  # streams finishing their last phrase
         self._inboxes: dict[Session, Inbox] = {}  # each branch's translate inbox
         self.branches: list[Session] = []
+        self._finishing: set[Session] = set()  # branches that take no more audio
+        self._waiting: dict[Session, int] = {}  # finishing, until listen has scored N samples
         self.failed: str | None = None
         self.ended = False
         self._streams_made = 0  # recognisers made so far (the first feeds the profile)
@@ -266,6 +284,8 @@ class SpeakerFront:
         if branch not in self.branches:
             return
         self.branches.remove(branch)
+        self._finishing.discard(branch)
+        self._waiting.pop(branch, None)
         self.stats.copies.remove(branch.stats)
         self._inboxes.pop(branch, None)
         for rec in [*self.recognisers.values(), *self._retiring]:
@@ -281,6 +301,35 @@ class SpeakerFront:
                     rec.task_handle.cancel()
             elif set(rec.branches) <= set(rec.moved) and self.recognisers.get(rec.task) is rec:
                 self._retire(rec, self.listen.utt)  # only moved branches left on it
+
+    def finish(self, branch: Session) -> None:
+        """``branch`` takes no more audio (its transport's input ended): it still gets the
+        phrase under way, whole, then END. Once no branch takes audio the front ends itself,
+        which finishes that phrase from what was heard. (Detaching at once, as a failed or
+        closed branch does, lost the phrases still being recognised: a speaker whose
+        audio reached a room's interpreters late was never translated.)"""
+        if branch not in self.branches or branch in self._finishing:
+            return
+        self._finishing.add(branch)
+        if self._finishing >= set(self.branches):
+            self.end()  # END reaches every branch after the phrase under way
+            return
+        self._waiting[branch] = self.arrivals.samples
+        self._resolve_finishing()
+
+    def _resolve_finishing(self) -> None:
+        """A finishing branch's last phrase is the one under way once the listen stage has
+        scored all the audio pushed before the branch ended (its door may hold seconds of
+        it: a late-read track arrives in a burst)."""
+        for branch, until in list(self._waiting.items()):
+            if self.listen.scored < until:
+                continue
+            del self._waiting[branch]
+            last = branch.last_utt = self.listen.utt
+            inbox = self._inboxes[branch]
+            for rec in self.recognisers.values():
+                if branch in rec.branches:
+                    rec.out.finish(inbox, last)
 
     def _drop(self, rec: Recogniser) -> None:
         """Forget a stream (its passes stay counted)."""
@@ -333,8 +382,9 @@ class SpeakerFront:
         this is. Each target's transport may read its own copy of the speaker's track (a
         room's links, a bot's interpreters, each with its own original-voice bed): only the
         earliest attached branch's copy is heard — the next one takes over if it leaves —
-        so the speaker is listened to once."""
-        if by is not None and (not self.branches or self.branches[0] is not by):
+        so the speaker is listened to once (a finishing branch's copy has ended)."""
+        if by is not None and next((b for b in self.branches if b not in self._finishing),
+                                   None) is not by:
             return
         if self.ended:
             raise SessionClosed(f"the session failed ({self.failed})" if self.failed
@@ -388,6 +438,8 @@ class SpeakerFront:
     @staticmethod
     def _to(branches: list[Session], ev: Event, last: dict[Session, int] | None = None) -> None:
         for b in list(branches):
+            if b.last_utt is not None and ev.utt > b.last_utt:
+                continue  # a finishing branch: not the phrases after its last
             if ev.utt < 0 or (ev.utt >= b.first_utt and (not last or ev.utt <= last.get(
                     b, ev.utt))):
                 b.deliver(ev)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ class ListenStage(Stage):
         self.out = out  # -> recognize: (utt, Heard) items, then END
         self.detector = PhraseDetector(ctx.scheduler.engines.vad, ctx.config.vad)
         self.utt = -1
+        self.scored = 0  # samples handed to the VAD so far (the stream position it has reached)
+        self.on_progress: Callable[[], None] | None = None  # after each scored batch
         self._profiling = False  # a speaker analysis is under way
         self._chunk = int(VAD_CHUNK_S * self.detector.rate)
         self._unscored: list[np.ndarray] = []  # frames waiting for a whole chunk
@@ -49,6 +52,7 @@ class ListenStage(Stage):
         heard: list[Heard] = []
         if blocks:
             pcm = np.concatenate(blocks)
+            self.scored += len(pcm)
             self.ctx.scheduler.cost.heard(len(pcm) / self.detector.rate)  # the cost account's
             if self.detector.quiet(pcm):  # no model call, so no lane: a few numpy operations
                 heard = self.detector.feed(pcm)
@@ -64,6 +68,8 @@ class ListenStage(Stage):
             self._route(h)
         if ended:
             self.out.put(END)
+        if self.on_progress is not None:
+            self.on_progress()
         return ended
 
     def _route(self, h: Heard) -> None:

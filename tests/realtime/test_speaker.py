@@ -203,6 +203,67 @@ def test_an_ended_front_takes_no_more_targets():
     assert asyncio.run(go()) == set()
 
 
+def _finals(events):
+    return {e.utt for e in events if isinstance(e, Translation) and e.final}
+
+
+def run_ending(targets, audio, *, end_at: dict[str, int], drive: bool = True):
+    """Each target's transport pushes its own copy of the speaker (as a room's links do)
+    and ends its session at ``end_at[target]`` (a sample; the end of ``audio`` if absent).
+    ``drive=False``: the whole audio arrives in one burst, then every target ends at once,
+    before anything is recognised (a late-read track, then the speaker's end)."""
+    async def go():
+        sched = fake_scheduler(fake_engines())
+        async with sched:
+            front = SpeakerFront(sched, SessionConfig("en", "en"))
+            sessions = {t: Session(sched, SessionConfig("en", t), front=front)
+                        for t in targets}
+            got = {t: asyncio.create_task(_collect(s)) for t, s in sessions.items()}
+            for s in sessions.values():
+                s.start()
+            step = FRAME if drive else len(audio)
+            for i in range(0, len(audio), step):
+                sched.clock.set(int((i + step) / RATE * 1e9))
+                for t, s in sessions.items():
+                    if i >= end_at.get(t, len(audio)):
+                        await s.end()
+                        continue
+                    s.push(audio[i:i + step], RATE)
+                if drive:
+                    for s in sessions.values():
+                        await s.idle()
+            for s in sessions.values():
+                await s.end()
+            events = dict(zip(got, await asyncio.wait_for(asyncio.gather(*got.values()), 10),
+                              strict=True))
+            for s in sessions.values():
+                await s.close()
+            await front.close()
+            return events, set(sched.sessions)
+
+    return asyncio.run(go())
+
+
+def test_targets_that_end_before_their_speech_is_recognised_still_translate_it():
+    # a room's interpreters fed a late-read track in one burst, then ended with the speaker:
+    # ending a target used to detach it at once, with nothing translated
+    events, left = run_ending(["es", "fr"], AUDIO, end_at={}, drive=False)
+    for t in ("es", "fr"):
+        assert _finals(events[t]) == {0, 1, 2}, t
+    assert said(events["es"]) == said(events["fr"]) and said(events["es"])
+    assert left == set()
+
+
+def test_a_target_ended_mid_phrase_gets_that_phrase_whole_and_no_later_one():
+    # phrase 1 is the tone from 4.0 to 5.5 s: fr's transport ends at 4.5 s; es goes on
+    events, left = run_ending(["fr", "es"], AUDIO, end_at={"fr": int(4.5 * RATE)})
+    assert _finals(events["fr"]) == {0, 1}
+    assert said(events["fr"]) == said(events["es"], 0) + said(events["es"], 1)
+    assert _finals(events["es"]) == {0, 1, 2}  # heard on from es's own copy
+    assert {e.utt for e in events["fr"] if isinstance(e, SpeechStarted)} == {0, 1}
+    assert left == set()
+
+
 # -- one recogniser stream per speaker -------------------------------------------------------
 class TaskAsr(CountingAsr):
     """Words ``w0 w1 ...`` when transcribing, ``e0 e1 ...`` when Whisper translates (its own
