@@ -41,6 +41,13 @@ class RateGuard:
         self.dropped_s = 0.0
         self._t0: float | None = None
 
+    def begin(self, t0_s: float) -> None:
+        """Count real time from ``t0_s`` rather than from the first block: what queued at a
+        real-time sender before it was first read (a room's subscription, read only after a
+        language probe and a publish) is on time, not ahead, and must not be dropped."""
+        if self._t0 is None:
+            self._t0 = t0_s
+
     def ahead_s(self, now_s: float) -> float:
         if self._t0 is None:
             self._t0 = now_s

@@ -91,15 +91,17 @@ class Interpreter:
         await self.stop()
 
     def listen(self, track: MediaStreamTrack, *,
-               on_end: Callable[[], Any] | None = None) -> None:
+               on_end: Callable[[], Any] | None = None, since_ns: int | None = None) -> None:
         """Interpret ``track`` (any aiortc audio track, any rate/layout): one speaker per
-        Interpreter. ``on_end`` runs when the track ends."""
+        Interpreter. ``on_end`` runs when the track ends. ``since_ns`` (the scheduler's
+        clock): when a track read late began to play; what it queued meanwhile is taken in
+        at once instead of counted as a flood."""
         link, output = self.wired()
         if track.kind != "audio":
             raise ValueError(f"an Interpreter listens to an audio track, got {track.kind}")
         gate = output.echo_gate() if self.echo_guard else None
         link.feed(track, bed=output.original_voice(self.mix, self.mix_idle), gate=gate,
-                  on_end=on_end)
+                  on_end=on_end, since_ns=since_ns)
 
     def attach(self, track: MediaStreamTrack) -> MediaStreamTrack:
         """``listen(track)`` and return the output track."""

@@ -95,11 +95,15 @@ class Link:
 
     def feed(self, track: MediaStreamTrack, *, bed: MixerInput | None = None,
              gate: Callable[[], bool] | None = None,
-             on_end: Callable[[], Any] | None = None) -> asyncio.Task[None]:
+             on_end: Callable[[], Any] | None = None,
+             since_ns: int | None = None) -> asyncio.Task[None]:
         """Read ``track`` into the session (and into ``bed``, the original-voice input of a
         mixer). While ``gate()`` is true the session hears silence (echo guard). ``on_end``
-        runs when the track ends (the peer is gone)."""
+        runs when the track ends (the peer is gone). ``since_ns`` (session clock): when the
+        track began to play, if before now — its backlog is then not counted as ahead."""
         self.inbound.bed, self.inbound.gate = bed, gate
+        if since_ns is not None:
+            self.inbound.guard.begin(since_ns / 1e9)
         task = asyncio.create_task(self._feed(track, on_end), name="link-feed")
         self._tasks.append(task)
         return task

@@ -43,6 +43,18 @@ def test_rate_guard_waits_then_drops():
         RateGuard(2.0, 1.0)
 
 
+def test_a_backlog_queued_before_the_first_read_is_on_time_not_a_flood():
+    # a room's subscription read only after a 6 s language probe and the publishes: 6 s of
+    # frames are taken in at once; counted from the first read they were a flood (3 s
+    # dropped with a 3 s guard), counted from when the track began to play they are on time
+    late = RateGuard(max_ahead_s=3.0)
+    assert sum(late.admit(0.02, 10.0) for _ in range(300)) == 150 and late.dropped_s > 2.9
+    begun = RateGuard(max_ahead_s=3.0)
+    begun.begin(4.0)
+    assert all(begun.admit(0.02, 10.0) for _ in range(300)) and begun.dropped_s == 0.0
+    assert not begun.admit(3.1, 10.0)  # a real flood beyond that is still dropped
+
+
 def test_backpressure_keeps_a_fast_sender_near_real_time():
     """A sender that waits when asked gets at most max_ahead_s ahead, however fast it is."""
     async def main():

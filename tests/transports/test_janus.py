@@ -28,7 +28,7 @@ from babelcall.benchmarks.local_janus import (
 from babelcall.realtime.budget import LatencyBudget
 from babelcall.realtime.scheduler import Scheduler
 from babelcall.transports.conference import ServerUnreachable, open_room
-from babelcall.transports.conference.base import ConnectionLost
+from babelcall.transports.conference.base import ConnectionLost, RoomConnection
 from babelcall.transports.conference.bot import BotConfig
 from babelcall.transports.conference.janus import JanusLobby
 from babelcall.transports.conference.joinbot import JoinBot
@@ -70,7 +70,11 @@ def test_join_command_refuses_clearly(janus):
 
 
 def _said(rec, kind: str = "translation") -> str:
-    return " ".join(r["committed"] for r in rec.captions if r.get("type") == kind)
+    return _said_in(rec.captions, kind)
+
+
+def _said_in(records: list[dict], kind: str = "translation") -> str:
+    return " ".join(r["committed"] for r in records if r.get("type") == kind)
 
 
 def test_bot_interprets_a_room_both_ways(janus, engines):
@@ -200,15 +204,36 @@ def test_leaving_mid_phrase_and_janus_restart(janus, engines, caplog):
         asyncio.run(main())
 
 
+def _sending_room(url: str, sent: list[dict]) -> RoomConnection:
+    """A room connection whose published feeds also keep every caption record they send:
+    what the bot said, apart from what a listener's late-opening data channel received
+    (Janus relays a feed's data only to subscribers whose channel is already open)."""
+    room = open_room(url)
+    publish = room.publish
+
+    async def keeping(track, display: str):
+        feed = await publish(track, display)
+        send = feed.send_caption
+
+        def send_and_keep(record: dict) -> None:
+            sent.append(record)
+            send(record)
+        feed.send_caption = send_and_keep  # type: ignore[method-assign]
+        return feed
+    room.publish = keeping  # type: ignore[method-assign]
+    return room
+
+
 def test_a_participant_s_language_is_detected(janus, engines):
     """Zoe is not in --languages: the bot hears her first seconds, recognises Spanish among
     the room's languages and publishes her in English — her first words included (the audio
-    read while detecting is replayed into her interpreter)."""
+    read while detecting is replayed into her interpreter) — and a listener hears her so."""
     config = BotConfig(source="en", target="es", detect=True)
+    sent: list[dict] = []
 
     async def main():
         async with Scheduler(engines) as sched:
-            bot = JoinBot(lambda: open_room(f"{janus.url}/{DETECT}"), sched, config)
+            bot = JoinBot(lambda: _sending_room(f"{janus.url}/{DETECT}", sent), sched, config)
             await bot.start()
             listener = Listener(janus, DETECT)
             await listener.join()
@@ -226,12 +251,19 @@ def test_a_participant_s_language_is_detected(janus, engines):
 
     rec, language = asyncio.run(main())
     assert language == "es"
-    assert {r["source_language"] for r in rec.captions} == {"es"}
-    said = _said(rec, "transcript")
+    # What the bot published: the whole phrase, its first words included. A listener whose
+    # data channel opens after the first records misses them, so this is read at the bot.
+    assert {r["source_language"] for r in sent} == {"es"}
+    said = _said_in(sent, "transcript")
     ref = reference("fleurs-es-003", "es", "en")
     assert said.strip().lower().startswith("esto parece"), said  # nothing lost detecting
     assert sacrebleu.sentence_chrf(said, [ref["src_ref"]]).score > 50, said
-    assert any(w in _said(rec).lower() for w in ("looks", "sense", "seems")), _said(rec)
+    assert any(w in _said_in(sent).lower() for w in ("looks", "sense", "seems")), _said_in(sent)
+    # What the listener got through Janus: Zoe's captions as from Spanish, and her voice in
+    # English (the feed's audio plays for seconds after any subscription completes).
+    assert rec.captions and {r["source_language"] for r in rec.captions} == {"es"}, rec.captions
+    heard = speech_seconds(rec.audio, 48000)
+    assert heard > 1.0, f"{heard:.1f} s of Zoe's English heard"
 
 
 def test_workers_share_rooms_and_take_over(janus, engines):

@@ -170,13 +170,14 @@ class RoomBot:
         pub = s.publisher
         try:
             s.subscription = await self.room.subscribe(pub)
-            track, ahead = s.subscription.track, 3.0
+            # the feed plays from here; it is read only after a probe and the publishes
+            playing_since = self.scheduler.clock.now_ns()
+            track = s.subscription.track
             if self.config.detects(pub.display):
                 language, frames = await probe_language(
                     track, self.scheduler, self.config.room_languages())
                 s.language = language or s.language
                 track = ReplayTrack(frames, track)
-                ahead += track.buffered_s
                 log.info("room %s: %r speaks %s (%s)", self.room.room, pub.display, s.language,
                          "detected" if language else "nobody spoke: --source assumed")
             targets = self.config.targets_for(s.language)
@@ -187,14 +188,21 @@ class RoomBot:
             for target in targets:
                 interp = Interpreter(self.scheduler, s.language, target,
                                      voice=self.config.voice, mix=self.config.mix,
-                                     max_ahead_s=ahead, front=s.front)
+                                     front=s.front)
                 await interp.start()  # Overloaded when the scheduler is full
                 s.interpreters[target] = interp
-                source = relay.subscribe(track) if relay else track
-                out = interp.attach(source)
-                feed = await self.room.publish(out, f"{FEED_PREFIX}{pub.display} → {target}")
+                feed = await self.room.publish(interp.output_track(),
+                                               f"{FEED_PREFIX}{pub.display} → {target}")
                 s.feeds[target] = feed
                 interp.add_caption_sink(self._caption_sink(feed, pub, s.language, target))
+            # Ears last: every interpreter has its feed and caption sink before it hears a
+            # word. Listening before publishing lost the records made during the publish
+            # round trip (a detected speaker's replayed first words are recognised then); the
+            # frames that arrive meanwhile wait in the subscription's queue and are taken in
+            # at once — on time since ``playing_since``, not a flood to drop.
+            for interp in s.interpreters.values():
+                interp.listen(relay.subscribe(track) if relay else track,
+                              since_ns=playing_since)
             log.info("room %s: interpreting %r (%s -> %s)", self.room.room, pub.display,
                      s.language, ", ".join(targets))
         except Overloaded as exc:
