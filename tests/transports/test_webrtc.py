@@ -12,13 +12,18 @@ from transport_utils import compact, server_thread, speech_seconds
 
 from babelcall.clients.cli import main
 from babelcall.realtime.audio import load_file
+from babelcall.realtime.budget import LatencyBudget
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def test_call_command_translates_a_clip_over_whip(engines, tmp_path):
     out, captions = tmp_path / "out.wav", tmp_path / "captions.jsonl"
-    with server_thread(engines, token="s3cret") as (url, hub):
+    # What is said, not how fast: on a loaded 2-core box the overload policy would caption,
+    # not voice, late clauses (tested in tests/realtime; a fresh clone at half the CPU heard
+    # "Aún así, debido a los canales de la moda en el oeste", chrF 21), so it is turned off.
+    patient = LatencyBudget(max_speech_lag_s=600.0)
+    with server_thread(engines, token="s3cret", budget=patient) as (url, hub):
         code = main(["call", str(clip_path("fleurs-en-000")), "--server", url, "-s", "en",
                      "-t", "es", "-o", str(out), "--captions", str(captions),
                      "--token", "s3cret", "--drain-timeout", "90"])
@@ -29,9 +34,13 @@ def test_call_command_translates_a_clip_over_whip(engines, tmp_path):
     assert speech_seconds(audio, 16000) > 2.0
     heard = hear_back(compact(audio, 16000), "es")
     ref = reference("fleurs-en-000", "en", "es")["tgt_ref"]
-    assert sacrebleu.sentence_chrf(heard, [ref]).score > 30, heard
-
     records = [json.loads(line) for line in captions.read_text().splitlines()]
+    voiced = " ".join(r["text"] for r in records
+                      if r["type"] == "synth_audio" and r.get("seq", 0) == 0)
+    skipped = [r["text"] for r in records if r["type"] == "speech_skipped"]
+    assert not skipped and sacrebleu.sentence_chrf(heard, [ref]).score > 30, \
+        (heard, voiced, skipped)
+
     kinds = {r["type"] for r in records}
     assert {"transcript", "translation", "audio_out", "stats", "done"} <= kinds
     said = " ".join(r["committed"] for r in records if r["type"] == "transcript")

@@ -15,14 +15,25 @@ from aiortc.mediastreams import MediaStreamTrack
 from conftest import load_clip
 
 from babelcall.benchmarks.run import compact, frame_rms  # noqa: F401 - compact: tests' too
+from babelcall.realtime.budget import LatencyBudget
+from babelcall.realtime.scheduler import Scheduler
 from babelcall.transports.hub import Hub, ServerConfig
 from babelcall.transports.server import Running, running
 from babelcall.transports.tracks import PcmTrack
 
 
 @contextlib.asynccontextmanager
-async def running_server(engines, **config) -> AsyncIterator[Running]:
-    async with running(engines, ServerConfig(**config), shutdown_timeout=2) as srv:
+async def running_server(engines, *, budget: LatencyBudget | None = None,
+                         **config) -> AsyncIterator[Running]:
+    """``budget``: the server's scheduler runs on it (e.g. a test of what is said, not how
+    fast, turns the overload policy off)."""
+    if budget is None:
+        async with running(engines, ServerConfig(**config), shutdown_timeout=2) as srv:
+            yield srv
+        return
+    async with Scheduler(engines, budget=budget) as sched, \
+            running(engines, ServerConfig(**config), shutdown_timeout=2,
+                    scheduler=sched) as srv:
         yield srv
 
 
