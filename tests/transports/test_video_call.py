@@ -416,7 +416,10 @@ def check_lips(pairs: list[tuple[Person, Person]]) -> tuple[list[float], int]:
         if not clauses:  # nothing voiced (said to be late: check_heard checks that)
             continue
         measured = lips(listener, speaker)  # (an overloaded server may merge clauses: >= 1)
-        assert measured, (listener.name, speaker.name)
+        assert measured, (f"{listener.name} <- {speaker.name}: no clause's picture delay "
+                          f"known: {len(clauses)} clauses, "
+                          f"{len(listener.state['marks'].get(speaker.pid, []))} tile marks, "
+                          f"{len(speaker.state['marks'].get('self', []))} self-view marks")
         for i, (lag, heard, shown) in enumerate(measured[1:], start=1):
             current = statistics.median(m[0] for m in measured[max(0, i - 5):i])
             relay = relayed_ms(listener, speaker, clauses[i]["page_ms"])

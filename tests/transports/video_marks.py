@@ -112,13 +112,15 @@ def capture_time(marks: list[list[float]], k: int, shown_ms: float) -> float | N
 def video_delay_ms(speaker_self: list[list[float]], tile: list[list[float]],
                    at_ms: float) -> float | None:
     """How late the listener's tile showed the speaker at ``at_ms``: shown time minus capture
-    time of the last frame shown before ``at_ms``."""
-    shown = [m for m in tile if m[0] <= at_ms]
-    if not shown:
-        return None
-    t, k = shown[-1]
-    captured = capture_time(speaker_self, int(k), t)
-    return None if captured is None else t - captured
+    time of the last frame shown before ``at_ms`` whose capture the speaker's own page saw,
+    among those shown in the second before the last (a loaded page's self-view skips frames,
+    and a delay moves little within a second)."""
+    shown = [m for m in tile if at_ms - 1000 <= m[0] <= at_ms]
+    for t, k in reversed(shown):
+        captured = capture_time(speaker_self, int(k), t)
+        if captured is not None:
+            return t - captured
+    return None
 
 
 # Runs in the page too: every data-channel record with the page's wall clock (``page_ms``), in
