@@ -413,8 +413,8 @@ def check_lips(pairs: list[tuple[Person, Person]]) -> tuple[list[float], int]:
     for listener, speaker in pairs:
         clauses = [r for r in listener.state["records"]
                    if r.get("type") == "audio_out" and r.get("speaker") == speaker.pid]
-        if not clauses:  # nothing voiced (said to be late: check_heard checks that)
-            continue
+        if len(clauses) < 2:  # the first clause has no known lag to follow: nothing to check
+            continue          # (an overloaded server voiced one and captioned the rest late)
         measured = lips(listener, speaker)  # (an overloaded server may merge clauses: >= 1)
         assert measured, (f"{listener.name} <- {speaker.name}: no clause's picture delay "
                           f"known: {len(clauses)} clauses, "
