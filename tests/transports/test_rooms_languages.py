@@ -16,9 +16,6 @@ from babelcall.benchmarks.judge import hear
 from babelcall.benchmarks.room import said, settled, spoken
 from babelcall.clients.call import Caller
 from babelcall.realtime.budget import LatencyBudget
-from babelcall.realtime.scheduler import Scheduler
-from babelcall.transports.hub import ServerConfig
-from babelcall.transports.server import running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -52,8 +49,7 @@ def two_way_call(engines, room: str, a: tuple[str, str], b: tuple[str, str]):
     patient = LatencyBudget(merge_backlog_s=60.0, max_speech_lag_s=600.0)
 
     async def main():
-        async with Scheduler(engines, budget=patient) as sched, \
-                running(engines, ServerConfig(), shutdown_timeout=2, scheduler=sched) as srv:
+        async with running_server(engines, budget=patient) as srv:
             hub = srv.hub
             callers = []
             for (lang, clip), lead_in in ((a, 3.0), (b, 0.5)):

@@ -73,7 +73,6 @@ class ReplayTrack(MediaStreamTrack):
         super().__init__()
         self._frames = deque(frames)
         self._source = source
-        self.buffered_s = sum(f.samples / f.sample_rate for f in frames)
 
     async def recv(self) -> av.AudioFrame:
         if self._frames:
