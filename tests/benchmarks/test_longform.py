@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import eval_dir
+from conftest import eval_dir, load_clip
 
 from babelcall.benchmarks import longform as L
 from babelcall.clients.cli import build_parser
@@ -45,6 +45,17 @@ def test_word_lags_sentence_lags_and_captions():
     assert L.sentence_lags(lags, sentences) == [1.5, 3.5, None]
     assert L.slope([(0, 1), (10, 2), (20, 3)]) == pytest.approx(0.1)
     assert L.slope([(0, 1)]) is None
+
+
+def test_a_quiet_reader_s_sentence_is_kept_whole():
+    """fleurs-en-000 is read softly (frames peak at 0.015 RMS, most of it under 0.01): a
+    loudness threshold cut it after 3.6 s, the voice detector keeps its 7.9 s of speech and
+    still drops the silence around it."""
+    pcm = load_clip("fleurs-en-000")
+    speech = L.trim(pcm)
+    assert 7.0 <= len(speech) / L.RATE <= len(pcm) / L.RATE - 1.5
+    with pytest.raises(ValueError, match="16 kHz"):
+        L.trim(pcm, 24000)
 
 
 def test_a_dialogue_puts_each_speaker_on_their_own_track(tmp_path):
