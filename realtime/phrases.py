@@ -69,6 +69,7 @@ class PhraseDetector:
     rate = SPEECH_RATE
 
     def __init__(self, vad: Vad, params: VadParams | None = None) -> None:
+        self._vad = vad
         self._stream = vad.stream()
         self.window = self._stream.window
         self._tracker = VadTracker(params, window_s=self.window / self.rate)
@@ -102,7 +103,8 @@ class PhraseDetector:
             else self._stream.probs(block)
         out: list[Heard] = []
         # Replay windows one by one so audio is routed on the right side of each boundary.
-        for i, prob in enumerate(probs):
+        for i in range(len(probs)):
+            prob = probs[i]
             win = block[i * self.window:(i + 1) * self.window]
             was = self._tracker.speaking
             events = self._tracker.update([float(prob)])
@@ -115,6 +117,7 @@ class PhraseDetector:
                     out.append(PhraseStart(ev.time, pre.copy()))
                 else:
                     out.append(PhraseEnd(ev.time))
+                    probs[i + 1:] = self._forget(block[(i + 1) * self.window:], gated)
             if was and self._tracker.speaking:
                 voiced = self.window / self.rate if self._tracker.silence_s == 0 else 0.0
                 out.append(PhraseAudio(win, voiced))
@@ -122,6 +125,21 @@ class PhraseDetector:
                 if pause <= self._tracker.silence_s < pause + self.window / self.rate:
                     out.append(PhrasePause(self._scored / self.rate))
         return _merge_audio(out)
+
+    def _forget(self, rest: np.ndarray, gated: bool) -> np.ndarray:
+        """A phrase has ended: the detector starts afresh, and scores ``rest`` (what follows
+        in this block) anew. Its memory of the phrase is no help with the next and can be
+        harm: after a loud reader (fleurs-en-001) Silero scored the first 2.2 s of a softer
+        one (fleurs-en-002) at 0.1-0.4 where a fresh detector gives 0.5-0.97, so the long-form
+        talk lost "To the north and within easy reach". Silence and the 0.45 s that end a
+        phrase lie between, so no speech is scored without what came just before it."""
+        self._stream = self._vad.stream()
+        if not gated:  # warmed on the pause that ended the phrase: onsets come as soon
+            keep = len(self._history) // self.window * self.window
+            self._stream.probs(self._history[len(self._history) - keep:])
+        if gated or not len(rest):
+            return np.zeros(len(rest) // self.window, dtype=np.float32)
+        return self._stream.probs(rest)
 
     def flush(self) -> list[Heard]:
         """End of stream: score the last partial window (zero-padded) and close the phrase."""

@@ -111,3 +111,20 @@ def test_digital_silence_is_not_scored_by_the_model_and_moves_no_boundary(vad, m
     assert all(abs(a - b) <= 0.0321 for (_, a), (_, b) in zip(gated, scored, strict=True))
     skipped = 3 * (len(gap) - phrases.SILENT_HOLD_S * 16000) // 512  # after the first second
     assert all_windows - gated_windows >= 0.8 * skipped  # (chunks straddle the edges)
+
+
+def test_a_soft_speaker_after_a_loud_one_is_heard_from_their_first_word(vad):
+    """Speech of a soft reader (fleurs-en-002) 0.4 s after a loud one (fleurs-en-001): with
+    its memory of the loud phrase, Silero scored the soft one's first 2.2 s at 0.1-0.4 and the
+    phrase began at "...easy reach"; the detector starts afresh after each phrase."""
+    from babelcall.benchmarks.longform import trim
+
+    loud, soft = trim(load_clip("fleurs-en-001")), trim(load_clip("fleurs-en-002"))
+    gap = np.zeros(int(0.4 * 16000), dtype=np.float32)
+    audio = np.concatenate([loud, gap, soft, gap])
+    detector = PhraseDetector(vad)
+    starts = []
+    for i in range(0, len(audio), 1024):  # the live session's 64 ms chunks
+        starts += [h.time for h in detector.feed(audio[i:i + 1024]) if isinstance(h, PhraseStart)]
+    soft_at = (len(loud) + len(gap)) / 16000
+    assert any(abs(t - soft_at) <= 0.3 for t in starts), (soft_at, starts)
