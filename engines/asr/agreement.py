@@ -25,6 +25,51 @@ def ends_sentence(word: Word) -> bool:
     return bool(_SENTENCE_END.search(word.text.strip()))
 
 
+# Words whose doubling is grammar, not a stutter ("that that", "had had").
+_DOUBLES = frozenset({"that", "had"})
+# A seam fragment: Whisper's attempt at the last sliver of a word the buffer was cut after.
+# On the en->es talk, the buffer cut after "...the word Sie for you." began each pass with
+# "Have" (0.06 s, p 0.01), "Now," (0 s, p 0.05), "Enough" (0.08 s, p 0.00) before "always
+# begin...": no two passes agreed on their first word, so nothing after it could commit for
+# 3.5 s of speech. A real first word there ("To foreigners", p 0.01) lasts 0.76 s.
+_FRAGMENT_S = 0.1
+_FRAGMENT_PROB = 0.1
+# A pass that ends this much earlier than the one before dropped out: Whisper base, on a
+# buffer that starts mid-sentence, sometimes loops and stops ("The word of the word of the")
+# and the phrase's last words, heard by the pass before, were lost at the phrase's end.
+_DROPOUT_S = 1.0
+
+
+def tidy(words: list[Word], *, seam: float | None = None) -> list[Word]:
+    """One pass's words without what no listener should hear: a word or run of up to five
+    that repeats the run just before it (Whisper's loops, "However, however"; a speaker's
+    stutter), and, when the buffer was cut mid-phrase at ``seam``, a first word that is only
+    a fragment of the word before the cut (short, and one the decoder barely believed)."""
+    out: list[Word] = []
+    for word in words:
+        out.append(word)
+        for n in range(min(5, len(out) // 2), 0, -1):
+            run = [_norm(w) for w in out[-n:]]
+            if run == [_norm(w) for w in out[-2 * n:-n]] and (n > 1 or run[0] not in _DOUBLES):
+                del out[-n:]
+                break
+    if seam is not None and out:
+        first = out[0]
+        if abs(first.start - seam) <= 0.05 and first.end - first.start <= _FRAGMENT_S \
+                and (first.prob or 0.0) < _FRAGMENT_PROB:
+            out = out[1:]
+    return out
+
+
+def dropped_out(before: list[Word], end: float) -> list[Word]:
+    """The words of the previous pass's uncommitted tail ``before`` that a new pass ending at
+    ``end`` lost by stopping short (``_DROPOUT_S`` or more before them): a later pass hearing
+    less is not evidence the words were not said, so they are kept in its place."""
+    if not before or before[-1].end - end < _DROPOUT_S:
+        return []
+    return [w for w in before if w.start >= end]
+
+
 class HypothesisBuffer:
     """Holds the uncommitted tail of the last hypothesis and commits what the next one confirms."""
 
@@ -34,8 +79,9 @@ class HypothesisBuffer:
         self.last_committed_end = 0.0
         self._recent: list[Word] = []  # last committed words, to cut seam repeats
 
-    def insert(self, words: list[Word], offset: float) -> None:
-        shifted = [w.shifted(offset) for w in words]
+    def insert(self, words: list[Word], offset: float, *, seam: bool = False) -> None:
+        """``seam``: the buffer (which starts at ``offset``) was cut mid-phrase."""
+        shifted = tidy([w.shifted(offset) for w in words], seam=offset if seam else None)
         new = [w for w in shifted if w.start > self.last_committed_end - 0.1]
         # Drop an n-gram at the seam that repeats the end of what is already committed.
         if new and self._recent and abs(new[0].start - self.last_committed_end) < 1.0:
@@ -43,7 +89,7 @@ class HypothesisBuffer:
                 if [_norm(w) for w in self._recent[-n:]] == [_norm(w) for w in new[:n]]:
                     new = new[n:]
                     break
-        self._new = new
+        self._new = new + dropped_out(self.tail, shifted[-1].end if shifted else offset)
 
     def flush(self) -> list[Word]:
         """Commit the longest common prefix of the previous and the new hypothesis."""
@@ -105,6 +151,7 @@ class OnlineAsr:
         self.rate = asr.sample_rate
         self._audio = np.zeros(0, dtype=np.float32)
         self._offset = 0.0  # stream time of the buffer's first sample
+        self._cut = False  # the buffer starts where a pass cut the phrase, not at its onset
         self._hyp = HypothesisBuffer()
         self._committed: list[Word] = []  # recent committed words, for the decoder prompt
 
@@ -120,6 +167,7 @@ class OnlineAsr:
         """Begin a phrase at stream time ``at`` (the VAD onset, padded)."""
         self._audio = np.zeros(0, dtype=np.float32) if pcm is None else pcm.astype(np.float32)
         self._offset = at
+        self._cut = False
         self._hyp = HypothesisBuffer()
         self._hyp.last_committed_end = at
 
@@ -148,7 +196,7 @@ class OnlineAsr:
         silence after it; commit its whole hypothesis instead of waiting for a second pass to
         agree (or for the end of the phrase). It is what lets the translation of a short phrase
         start at a 0.2 s pause rather than when the voice detector declares the phrase over."""
-        self._hyp.insert(words, self._offset)
+        self._hyp.insert(words, self._offset, seam=self._cut)
         committed = self._hyp.flush()
         if settle:
             committed += self._hyp.commit_all()
@@ -191,3 +239,4 @@ class OnlineAsr:
         drop = int((cut - self._offset) * self.rate)
         self._audio = self._audio[drop:]
         self._offset += drop / self.rate
+        self._cut = True

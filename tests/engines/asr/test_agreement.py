@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import load_clip, normalize
 
-from babelcall.engines.asr.agreement import HypothesisBuffer, OnlineAsr
+from babelcall.engines.asr.agreement import HypothesisBuffer, OnlineAsr, tidy
 from babelcall.realtime.types import Word, join_words
 
 
@@ -148,3 +148,60 @@ def test_without_stable_after_one_pass_commits_nothing():
     online = OnlineAsr(asr, language="en")
     online.start(0.0, np.zeros(32000, dtype=np.float32))
     assert online.process() == []
+
+
+def timed(*spec):
+    """Words as (text, start, end, prob)."""
+    return [Word(f" {t}", s, e, p) for t, s, e, p in spec]
+
+
+@pytest.mark.parametrize(("said", "heard"), [
+    ("However, however due", "However, due"),                     # Whisper's one-word loop
+    ("due to the slow curve, due to the slow curve, styles",      # a five-word loop
+     "due to the slow curve, styles"),
+    ("I I think so", "I think so"),                               # a stutter
+    ("I know that that is true", "I know that that is true"),    # grammar, kept
+    ("she had had enough", "she had had enough"),
+    ("go on and on", "go on and on"),                             # not adjacent: kept
+    ("no no no", "no"),
+])
+def test_a_repeated_run_is_heard_once(said, heard):
+    """``tidy``: a run of up to five words that repeats the run just before it is Whisper
+    looping (or a stutter): translated and voiced, it is only delay for the listener."""
+    ws = [Word(f" {t}", i * 0.3, i * 0.3 + 0.3, 0.9) for i, t in enumerate(said.split())]
+    assert join_words(tidy(ws)) == heard
+
+
+@pytest.mark.parametrize(("first", "seam", "kept"), [
+    (("Have", 7.74, 7.80, 0.01), 7.74, False),     # a sliver the decoder barely believed
+    (("Now,", 7.74, 7.74, 0.05), 7.74, False),
+    (("Have", 7.74, 7.80, 0.01), None, True),      # the phrase's own start: no seam
+    (("To", 19.35, 20.11, 0.01), 19.35, True),     # unsure but long: a real word
+    (("Have", 7.74, 7.80, 0.60), 7.74, True),      # short but believed
+    (("Have", 7.90, 7.96, 0.01), 7.74, True),      # not at the cut
+])
+def test_a_fragment_at_the_cut_is_dropped(first, seam, kept):
+    """The buffer is cut after a committed sentence end; Whisper then often starts with a
+    word made of the sliver before the cut ("Have"/"Now,"/"Enough" before "always begin" on
+    the en->es talk), a different one each pass, so no two passes agreed on a first word and
+    nothing after it committed."""
+    ws = timed(first, ("always", 7.82, 8.30, 0.8), ("begin", 8.30, 8.78, 0.95))
+    assert [w.text.strip() for w in tidy(ws, seam=seam)][0] == (first[0] if kept else "always")
+
+
+def test_words_after_a_flickering_fragment_commit_on_agreement():
+    """Two passes after a cut that start with different fragments agree on what follows."""
+    asr = ScriptedAsr([
+        words(("One.", 0.0)),
+        words(("One.", 0.0)),  # commits "One." and cuts the buffer at 0.3
+        timed(("Have", 0.0, 0.06, 0.01), ("always", 0.1, 0.5, 0.9), ("begin", 0.5, 0.9, 0.9)),
+        timed(("Now,", 0.0, 0.0, 0.05), ("always", 0.1, 0.5, 0.9), ("begin", 0.5, 0.9, 0.9),
+              ("with", 0.9, 1.1, 0.9)),
+    ])
+    online = OnlineAsr(asr, language="en")
+    online.start(0.0, np.zeros(16000, dtype=np.float32))
+    online.process()
+    assert [w.text.strip() for w in online.process()] == ["One."]
+    online.insert_audio(np.zeros(16000, dtype=np.float32))
+    assert online.process() == []
+    assert [w.text.strip() for w in online.process()] == ["always", "begin"]
