@@ -205,3 +205,32 @@ def test_words_after_a_flickering_fragment_commit_on_agreement():
     online.insert_audio(np.zeros(16000, dtype=np.float32))
     assert online.process() == []
     assert [w.text.strip() for w in online.process()] == ["always", "begin"]
+
+
+@pytest.mark.parametrize(("now_end", "kept"), [
+    (13.08, ["middle", "of", "a", "sentence."]),  # the pass looped and stopped 3 s short
+    (15.6, []),                                   # it ends within a second: it heard them
+    (16.4, []),                                   # it heard as far
+])
+def test_a_pass_that_stops_short_keeps_the_words_of_the_pass_before(now_end, kept):
+    """On the en->es talk the phrase's last pass over a buffer that began mid-sentence looped
+    ("The word of the word of the") and ended at 13.08 s; the pass before had heard "middle of
+    a sentence." up to 16.4 s, and the phrase ended with those words never committed."""
+    from babelcall.engines.asr.agreement import dropped_out
+
+    before = timed(("middle", 15.76, 15.9, 0.9), ("of", 15.9, 16.0, 0.9),
+                   ("a", 16.0, 16.05, 0.9), ("sentence.", 16.05, 16.4, 0.9))
+    assert [w.text.strip() for w in dropped_out(before, now_end)] == kept
+
+
+def test_the_phrase_s_last_words_survive_a_final_pass_that_stops_short():
+    asr = ScriptedAsr([
+        words(("even", 0.0), ("the", 0.4), ("middle", 0.8), ("of", 1.2), ("a", 1.6),
+              ("sentence.", 2.0)),
+        words(("even", 0.0), ("the", 0.4)),  # loops and stops
+    ])
+    online = OnlineAsr(asr, language="en")
+    online.start(0.0, np.zeros(48000, dtype=np.float32))
+    assert online.process() == []
+    committed = online.process() + online.finish()
+    assert join_words(committed) == "even the middle of a sentence."
