@@ -27,6 +27,7 @@ from babelcall.benchmarks import measures as M
 from babelcall.benchmarks.run import Clip
 
 RATE = 16000
+VAD_RATE = 16000  # Silero's rate
 GAP_S = 0.4  # between sentences of a talk (the issue's ~50 s talk)
 TURN_GAP_S = 1.0
 WORD_SLACK_S = 0.5  # between turns of a dialogue: the next speaker answers after a beat
@@ -60,13 +61,15 @@ def trim(pcm: np.ndarray, rate: int = RATE) -> np.ndarray:
     its first sentence."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    if rate != 16000:
-        raise ValueError("trim needs 16 kHz audio (the voice detector's rate)")
-    spans = get_speech_timestamps(pcm, VadOptions(min_silence_duration_ms=300,
-                                                  speech_pad_ms=100))
+    from babelcall.engines.voice.sigproc import resample
+
+    heard = pcm if rate == VAD_RATE else resample(pcm, round(len(pcm) * VAD_RATE / rate))
+    spans = get_speech_timestamps(heard, VadOptions(min_silence_duration_ms=300,
+                                                    speech_pad_ms=100))
     if not spans:
         return pcm
-    return pcm[spans[0]["start"]:spans[-1]["end"]]
+    scale = rate / VAD_RATE  # the room bench trims at the wire's 48 kHz
+    return pcm[round(spans[0]["start"] * scale):round(spans[-1]["end"] * scale)]
 
 
 def build_tracks(turns: list[tuple[int, Clip]], speakers: int, gap_s: float,

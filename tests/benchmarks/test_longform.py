@@ -54,8 +54,8 @@ def test_a_quiet_reader_s_sentence_is_kept_whole():
     pcm = load_clip("fleurs-en-000")
     speech = L.trim(pcm)
     assert 7.0 <= len(speech) / L.RATE <= len(pcm) / L.RATE - 1.5
-    with pytest.raises(ValueError, match="16 kHz"):
-        L.trim(pcm, 24000)
+    wire = load_clip("fleurs-en-000", 48000)  # the room bench trims at the wire's rate
+    assert abs(len(L.trim(wire, 48000)) / 48000 - len(speech) / L.RATE) < 0.05
 
 
 def test_a_dialogue_puts_each_speaker_on_their_own_track(tmp_path):
