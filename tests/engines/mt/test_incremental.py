@@ -226,9 +226,10 @@ def test_apertium_word_by_word(apertium, refs):
 
 @pytest.mark.parametrize("holdback,committed", [
     (None, ["", "el", "", " gato negro"]),     # agreement only
-    # everything at once: "negro" moves after "gato" and is said twice — why the default
-    # holds back the last words, where word order still changes
-    (0, ["el", " negro", " negro", " duerme"]),
+    # everything at once: "negro" moves after "gato", which is lost (committed text is never
+    # rewritten) — why the default holds back the last words, where word order still changes;
+    # "negro" is found one word on and not said twice
+    (0, ["el", " negro", "", " duerme"]),
     (1, ["", "el", " gato", " negro"]),        # all but the last word, or agreement
     (2, ["", "el", "", " gato negro"]),        # agreement commits "el" before the holdback
 ])
@@ -245,3 +246,24 @@ def test_holdback_commits_all_but_the_tail_without_waiting_for_agreement(holdbac
 def test_a_negative_holdback_is_refused():
     with pytest.raises(ValueError):
         IncrementalTranslator(Scripted(SCRIPT), "en", "es", holdback=-1)
+
+
+@pytest.mark.parametrize("committed,translation,continued", [
+    # the count of committed words is where the continuation starts
+    ("A extranjeros después de", "A extranjeros después de un glowing", "un glowing"),
+    # a word inserted before the last committed one ("la"): found one word on, not repeated
+    ("un glowing cuenta", "un glowing la cuenta de su esplendor es", "de su esplendor es"),
+    # two words merged into one before it: found one word back, nothing skipped
+    ("de el gato", "del gato negro duerme", "negro duerme"),
+    # reordered beyond the window: the count is kept (skipping to 'jugo' would lose a verb)
+    ("El jugo", "El color de cambios de jugo de col", "de cambios de jugo de col"),
+    ("", "el gato", "el gato"),
+])
+def test_a_re_translation_continues_after_the_last_committed_word(committed, translation,
+                                                                  continued):
+    """Engines that re-translate the whole sentence (Apertium, Bergamot): what follows the
+    committed words in the new translation is found by the last committed word where a word
+    was inserted or merged just before it, else by their count."""
+    mt = IncrementalTranslator(Scripted({"src": translation}), "en", "es")
+    hyp = mt._hypothesis("src", committed)
+    assert hyp == " ".join(filter(None, [committed, continued]))
