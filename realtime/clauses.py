@@ -69,7 +69,8 @@ class ClauseCutter:
         start = 0
         for i, word in enumerate(words):
             limit = self.first_max_words if self._first and not pieces else self.max_words
-            if _CLAUSE_END.search(word) or i + 1 - start >= limit:
+            full = i + 1 - start >= limit and not _ends_soon(words, i + 1)
+            if _CLAUSE_END.search(word) or full:
                 pieces.append(" ".join(words[start:i + 1]))
                 start = i + 1
         rest = words[start:]
@@ -81,3 +82,10 @@ class ClauseCutter:
             rest = []
         pieces = [p for p in pieces if re.search(r"\w", p)]
         return pieces, rest, final or (self._first and not pieces)
+
+
+def _ends_soon(words: list[str], at: int) -> bool:
+    """A clause ends within ``TINY_LAST_PIECE`` words from ``at``, among the words there
+    already are: a piece full by its count takes them rather than leave them to be voiced
+    alone ('... porque tienen plumas y puede' / 'volar.')."""
+    return any(_CLAUSE_END.search(w) for w in words[at:at + TINY_LAST_PIECE])

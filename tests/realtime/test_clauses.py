@@ -73,3 +73,17 @@ def test_early_words_are_more_for_french():
     from babelcall.realtime.clauses import early_words
 
     assert early_words("es") == 3 and early_words("fr") > early_words("es")
+
+
+@pytest.mark.parametrize("text,pieces", [
+    # full at 4 words, the clause ends 1 or 2 words on: they go with it
+    ("uno dos tres cuatro cinco.", ["uno dos tres cuatro cinco."]),
+    ("uno dos tres cuatro cinco seis, siete", ["uno dos tres cuatro cinco seis,"]),
+    # 3 words on: too far, cut by the count
+    ("uno dos tres cuatro cinco seis siete.", ["uno dos tres cuatro", "cinco seis siete."]),
+    # the words after the limit are not here yet: cut by the count
+    ("uno dos tres cuatro cinco", ["uno dos tres cuatro"]),
+])
+def test_a_full_piece_takes_the_one_or_two_words_that_end_its_clause(text, pieces):
+    c = ClauseCutter(max_words=4, first_max_words=4)
+    assert c.push(text) == pieces
