@@ -38,6 +38,14 @@ _FRAGMENT_PROB = 0.1
 # buffer that starts mid-sentence, sometimes loops and stops ("The word of the word of the")
 # and the phrase's last words, heard by the pass before, were lost at the phrase's end.
 _DROPOUT_S = 1.0
+# Whisper gives the first word of a pass a low probability whatever it is ("people" p 0.06,
+# "the" p 0.19-0.27, then "don't" p 0.85): the decoder has just chosen among every possible
+# start. An early commit's probability gate would stop at it and hold back the whole
+# sentence until two passes agree (the long-form talk's last sentence: 3.3 s from its first
+# word to its first voiced piece). The opening word passes the gate when the word after it
+# is this sure; a hallucinated pass is unsure on (the chemical p 0.01, is 0.14, on 0.15...).
+_OPENING_NEXT_PROB: float | None = 0.5
+_OPENING_S = 0.3  # a word starting this close to the pass's start opens it
 
 
 def tidy(words: list[Word], *, seam: float | None = None) -> list[Word]:
@@ -78,6 +86,7 @@ class HypothesisBuffer:
         self._new: list[Word] = []
         self.last_committed_end = 0.0
         self._recent: list[Word] = []  # last committed words, to cut seam repeats
+        self._pass_start = 0.0  # where the latest pass's audio starts (source seconds)
 
     def insert(self, words: list[Word], offset: float, *, seam: bool = False) -> None:
         """``seam``: the buffer (which starts at ``offset``) was cut mid-phrase."""
@@ -90,6 +99,7 @@ class HypothesisBuffer:
                     new = new[n:]
                     break
         self._new = new + dropped_out(self.tail, shifted[-1].end if shifted else offset)
+        self._pass_start = offset
 
     def flush(self) -> list[Word]:
         """Commit the longest common prefix of the previous and the new hypothesis."""
@@ -112,12 +122,21 @@ class HypothesisBuffer:
         """Force-commit tail words that end by ``t`` (bounded lag on run-on speech); with
         ``min_prob``, only up to the first word the decoder was less sure of than that."""
         k = 0
-        while k < len(self.tail) and self.tail[k].end <= t and not (
-                min_prob is not None and (self.tail[k].prob or 0.0) < min_prob):
+        while k < len(self.tail) and self.tail[k].end <= t and (
+                min_prob is None or (self.tail[k].prob or 0.0) >= min_prob
+                or (k == 0 and self._opens_surely())):
             k += 1
         words, self.tail = self.tail[:k], self.tail[k:]
         self._commit(words)
         return words
+
+    def _opens_surely(self) -> bool:
+        """The tail's first word opens the latest pass and the word after it is sure (see
+        ``_OPENING_NEXT_PROB``)."""
+        tail = self.tail
+        return (_OPENING_NEXT_PROB is not None and len(tail) > 1
+                and tail[0].start - self._pass_start < _OPENING_S
+                and (tail[1].prob or 0.0) >= _OPENING_NEXT_PROB)
 
     def _commit(self, words: list[Word]) -> None:
         if words:
