@@ -30,7 +30,8 @@ def router(bergamot, apertium) -> RouterTranslator:
     ("en-pt", "bergamot"), ("pt-en", "bergamot"),  # neural first
     ("fr-en", WHISPER_TRANSLATE), ("es-en", WHISPER_TRANSLATE),  # Whisper beats Apertium
     ("de-en", WHISPER_TRANSLATE), ("it-en", WHISPER_TRANSLATE),
-    ("en-es", "apertium"), ("fr-es", "apertium"), ("es-pt", "apertium"),
+    ("en-es", "bergamot+apertium en->pt->es"),  # measured better than Apertium's eng-spa
+    ("pt-es", "apertium"), ("fr-es", "apertium"), ("es-pt", "apertium"),
     ("en-fr", "apertium en->es->fr"), ("en-it", "apertium en->es->it"),
     ("pt-fr", "apertium pt->es->fr"), ("fr-pt", "apertium fr->es->pt"),
 ])
@@ -40,6 +41,12 @@ def test_each_pair_takes_its_measured_route(router, pair, label):
     assert route is not None and route.label == label
     assert router.supports(source, target) == (label != WHISPER_TRANSLATE)
     assert (router.engine_for(source, target) is None) == (label == WHISPER_TRANSLATE)
+
+
+def test_a_neural_first_pivot_is_taken_only_where_measured(bergamot, apertium):
+    """Without Bergamot, en->es is Apertium's own pair again; without Apertium, no pivot."""
+    assert RouterTranslator([apertium]).route("en", "es").label == "apertium"
+    assert RouterTranslator([bergamot]).route("en", "es") is None
 
 
 def test_no_route_is_an_error(router):
@@ -63,8 +70,8 @@ def test_is_a_translator_that_dispatches_per_pair(router, bergamot, apertium):
     text = ["The black dog sleeps."]
     assert router.translate(text, source="en", target="pt") == \
         bergamot.translate(text, source="en", target="pt")
-    assert router.translate(text, source="en", target="es") == \
-        apertium.translate(text, source="en", target="es")
+    assert router.translate(text, source="en", target="es") == apertium.translate(
+        bergamot.translate(text, source="en", target="pt"), source="pt", target="es")
     [french] = router.translate(text, source="en", target="fr")
     assert "chien" in french
     with pytest.raises(UnsupportedLanguage, match="Whisper"):
