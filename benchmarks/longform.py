@@ -27,7 +27,6 @@ from babelcall.benchmarks import measures as M
 from babelcall.benchmarks.run import Clip
 
 RATE = 16000
-VAD_RATE = 16000  # Silero's rate
 GAP_S = 0.4  # between sentences of a talk (the issue's ~50 s talk)
 TURN_GAP_S = 1.0
 WORD_SLACK_S = 0.5  # between turns of a dialogue: the next speaker answers after a beat
@@ -61,14 +60,13 @@ def trim(pcm: np.ndarray, rate: int = RATE) -> np.ndarray:
     its first sentence."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    from babelcall.engines.voice.sigproc import resample
+    from babelcall.benchmarks.run import to_16k
 
-    heard = pcm if rate == VAD_RATE else resample(pcm, round(len(pcm) * VAD_RATE / rate))
-    spans = get_speech_timestamps(heard, VadOptions(min_silence_duration_ms=300,
-                                                    speech_pad_ms=100))
+    spans = get_speech_timestamps(to_16k(pcm, rate), VadOptions(min_silence_duration_ms=300,
+                                                                speech_pad_ms=100))
     if not spans:
         return pcm
-    scale = rate / VAD_RATE  # the room bench trims at the wire's 48 kHz
+    scale = rate / 16000  # the detector's rate; the room bench trims at the wire's 48 kHz
     return pcm[round(spans[0]["start"] * scale):round(spans[-1]["end"] * scale)]
 
 

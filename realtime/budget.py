@@ -34,8 +34,8 @@ class LatencyBudget:
     # sentences, Kokoro converted towards each of the 5 English dev speakers, 3 of them women
     # (pitch x1.1 to x1.74), heard by the judge, WER per speaker at 1.3x / 1.5x): 0.066/0.041,
     # 0.050/0.025, 0.066/0.033, 0.050/0.041, 0.050/0.050 (the fixed voice 0.066/0.066; see
-    # README): 1.5x costs nothing a 1.3x cap would save. The
-    # fixed Portuguese voice in a room fell below its bar in 2 of 4 runs at 1.75x, none at 1.5x
+    # README): 1.5x costs nothing a 1.3x cap would save. The fixed Portuguese voice in a
+    # room fell below its bar in 2 of 4 runs at 1.75x, none at 1.5x
     max_pace_converted: float = 1.5
     # Committed words short of a full piece are voiced at once while less than this much
     # translated audio waits for the listener (policy.voice_early).

@@ -206,8 +206,8 @@ class IncrementalTranslator:
                                     target_prefixes=prefixes)[0]
         if self.engine.supports_prefix and out.startswith(committed):
             return committed + out[len(committed):].rstrip() if committed else out.strip()
-        done = committed.split()
-        continuation = out.split()[_resume_at(done, out.split()):]
+        words = out.split()
+        continuation = words[_resume_at(committed.split(), words):]
         return " ".join(filter(None, [committed, " ".join(continuation)]))
 
 
