@@ -24,6 +24,7 @@ import numpy as np
 from babelcall.engines.voice import VoiceProfile, rate_factor, world
 from babelcall.realtime.audio import shorten_pauses
 from babelcall.realtime.clauses import ClauseCutter, clause_words, early_words
+from babelcall.realtime.condense import condense
 from babelcall.realtime.policy import (
     compression,
     merge_waiting,
@@ -50,13 +51,15 @@ class Speech:
                  behind: Callable[[], float] | None = None) -> None:
         engines = ctx.scheduler.engines
         self.tts, self.cloner = engines.tts, engines.cloner
-        self.text, self.voice, self.speed, self.profile = text, voice, speed, profile
+        self.language = ctx.config.target
+        # what the voice says: the captions keep the whole translation
+        self.text = condense(text, self.language)
+        self.voice, self.speed, self.profile = voice, speed, profile
         # how far behind the speaker the listener is now, read once a piece exists (its
         # length decides its re-timing, policy.compression); None: never re-timed
         self.behind = behind
         self.budget = ctx.budget
         self.tempo = 1.0  # the latest piece's re-timing
-        self.language = ctx.config.target
         self.max_pause_s = ctx.config.max_pause_s
         self.clock = ctx.clock
         self.synthesized_ns = 0  # when the latest piece was made, before conversion
