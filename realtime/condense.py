@@ -37,8 +37,10 @@ def _bare(word: str) -> str:
     return _EDGE.sub("", word).lower()
 
 
-def condense(text: str, language: str) -> str:
-    """``text`` as the voice says it in ``language`` (unchanged where no rule applies)."""
+def condense(text: str, language: str, *, before: str = "") -> str:
+    """``text`` as the voice says it in ``language`` (unchanged where no rule applies).
+    ``before``: the word said just before ``text`` in the same phrase ("" at its start): a
+    piece cut by its word count may start mid-clause ("Ana y" / "ellos viven")."""
     pronouns = _PRONOUNS.get(language)
     if not pronouns:
         return text
@@ -48,7 +50,7 @@ def condense(text: str, language: str) -> str:
     for i, word in enumerate(words):
         ending = pronouns.get(word.lower())  # bare: punctuation after it ends the clause
         if ending is not None and i + 1 < len(words):
-            prev = out[-1] if out else ""
+            prev = out[-1] if out else before
             opens = not prev or _CLAUSE_END.search(prev) or _bare(prev) in openers
             verb = _bare(words[i + 1])
             if opens and verb.endswith(ending) and len(verb) > len(ending) + 1 \

@@ -48,12 +48,12 @@ class Speech:
 
     def __init__(self, ctx: Context, text: str, voice: str | None, speed: float,
                  profile: VoiceProfile | None,
-                 behind: Callable[[], float] | None = None) -> None:
+                 behind: Callable[[], float] | None = None, *, before: str = "") -> None:
         engines = ctx.scheduler.engines
         self.tts, self.cloner = engines.tts, engines.cloner
         self.language = ctx.config.target
         # what the voice says: the captions keep the whole translation
-        self.text = condense(text, self.language)
+        self.text = condense(text, self.language, before=before)
         self.voice, self.speed, self.profile = voice, speed, profile
         # how far behind the speaker the listener is now, read once a piece exists (its
         # length decides its re-timing, policy.compression); None: never re-timed
@@ -114,6 +114,7 @@ class _Made:
 
     piece: _Piece
     clause: int
+    before: str = ""  # the word said before it in its phrase ("" at the phrase's start)
     chunks: list[np.ndarray] = field(default_factory=list)
     marks: dict[str, int] = field(default_factory=dict)
     out: Callable[[_Made, int], None] | None = None
@@ -160,6 +161,7 @@ class SpeakStage(Stage):
         self._latest: dict[int, tuple[int, dict[str, int]]] = {}  # utt -> its latest clause
         self._spec: _Speculation | None = None
         self._said_voice: tuple[str | None, bool, str] | None = None
+        self._tail: tuple[int, str] = (-1, "")  # (utt, last word) of the latest committed piece
 
     def coalesce(self) -> bool:
         """Far behind, voice everything that waits as one; otherwise clause by clause."""
@@ -328,6 +330,13 @@ class SpeakStage(Stage):
         return self._phrase_voice[1], self._phrase_voice[2]
 
     async def _say(self, piece: _Piece) -> None:
+        try:
+            await self._voice(piece)
+        finally:  # the next piece follows this one's words, voiced or captioned
+            words = piece.text.split()
+            self._tail = (piece.utt, words[-1] if words else "")
+
+    async def _voice(self, piece: _Piece) -> None:
         ctx = self.ctx
         utt, src = piece.utt, piece.src
         spec = self._take_speculation(piece)
@@ -361,7 +370,8 @@ class SpeakStage(Stage):
             ctx.error("tts", utt, src, exc)
 
     def _new_clause(self, piece: _Piece) -> _Made:
-        return _Made(piece, next(self._clauses))
+        utt, tail = self._tail
+        return _Made(piece, next(self._clauses), before=tail if utt == piece.utt else "")
 
     async def _make(self, made: _Made) -> None:
         """Synthesise a clause, piece by piece, into ``made``."""
@@ -376,7 +386,8 @@ class SpeakStage(Stage):
                              if ctx.config.compress else 0.0)
         ctx.stats.speed = speed
         speech = Speech(ctx, made.piece.text, voice, speed, profile,
-                        functools.partial(self.behind_s, said) if ctx.config.compress else None)
+                        functools.partial(self.behind_s, said) if ctx.config.compress else None,
+                        before=made.before)
         trace = CallTrace()
         while (pcm := await ctx.timed("tts", ctx.scheduler.synthesize(
                 speech.step, deadline_ns=deadline, trace=trace))) is not None:

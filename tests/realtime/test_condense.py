@@ -34,3 +34,14 @@ def test_other_pronouns_are_kept(text):
 def test_other_languages_are_spoken_as_translated():
     assert condense("porque ellos tienen", "pt") == "porque ellos tienen"
     assert condense("because they have", "en") == "because they have"
+
+
+@pytest.mark.parametrize("before, spoken", [
+    ("", "tienen plumas"),  # a phrase's first piece
+    ("lentos,", "tienen plumas"),  # the piece before ended its clause
+    ("porque", "tienen plumas"),
+    ("y", "ellos tienen plumas"),  # a piece cut by its word count: 'Ana y' / 'ellos viven'
+    ("para", "ellos tienen plumas"),
+])
+def test_a_piece_is_read_after_the_word_before_it(before, spoken):
+    assert condense("ellos tienen plumas", "es", before=before) == spoken

@@ -6,10 +6,10 @@ import asyncio
 import time
 
 import numpy as np
-from fakes import RATE, BeepTts, fake_engines, fake_scheduler, tone_phrases
+from fakes import RATE, BeepTts, UpperMt, fake_engines, fake_scheduler, tone_phrases
 
 from babelcall.realtime.session import Session, SessionConfig
-from babelcall.realtime.types import SynthAudio
+from babelcall.realtime.types import SynthAudio, Translation
 
 
 def feed(session, audio, start=0, end=None, frame=320):
@@ -190,3 +190,35 @@ def test_a_phrase_begun_before_the_profile_takes_it_at_its_next_clause(monkeypat
     first = said[0]
     assert said[-1] != first  # the phrase went on after its first clause ...
     assert Cloner.converted == len([t for t in said if t != first])  # ... in the caller's voice
+
+
+def test_the_voice_says_less_than_the_captions_where_meaning_allows():
+    """Spanish: a plural subject pronoun its verb carries is not said, but is captioned; one
+    after 'y' in the piece before is kept (the pieces are cut by word count here)."""
+    said = "Ana y ellos viven bien. Porque ellos tienen plumas."
+
+    class FixedMt(UpperMt):
+        def translate(self, sources, *, source, target, target_prefixes=None):
+            return [said for _ in sources]
+
+    class TextTts(BeepTts):
+        texts = []
+
+        def synthesize(self, text, *, language, voice=None, speed=1.0):
+            self.texts.append(text)
+            return super().synthesize(text, language=language, voice=voice, speed=speed)
+
+    async def go():
+        engines = fake_engines(mt=FixedMt())
+        engines.tts = TextTts()
+        session = Session(fake_scheduler(engines),
+                          SessionConfig("en", "es", max_clause_words=3, first_clause_words=2))
+        session.start()
+        feed(session, tone_phrases(4.0))
+        return engines.tts.texts, await finish(session)
+
+    texts, events = asyncio.run(go())
+    assert texts[:2] == ["Ana y", "ellos viven bien."]
+    assert " ".join(texts) == "Ana y ellos viven bien. Porque tienen plumas."
+    captioned = " ".join(e.committed for e in events if isinstance(e, Translation))
+    assert "Porque ellos tienen plumas." in captioned
