@@ -78,7 +78,8 @@ class Speech:
         rate = self.tts.sample_rate
         if self.behind is not None:  # its length decides how much it is re-timed
             self.tempo = compression(self.behind(), len(pcm) / rate, self.speed, self.budget,
-                                     converted=self.profile is not None)
+                                     converted=self.profile is not None,
+                                     language=self.language)
         if self.profile is not None and getattr(self.cloner, "retimes", False):
             return self.cloner.apply(pcm, rate, self.profile, voice=self.voice,
                                      tempo=self.tempo)  # one vocoder pass for both

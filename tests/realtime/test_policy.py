@@ -110,6 +110,15 @@ def test_compression_fits_a_piece_into_the_lag_target(behind, duration, speed, c
         pytest.approx(expected, abs=1e-3)
 
 
+@pytest.mark.parametrize("language, expected", [
+    ("es", 1.7), ("pt", 1.7), ("en", 1.7), (None, 1.7),  # judged at the budget's cap
+    ("fr", 1.5), ("it", 1.5),                             # not: Kokoro reads them poorly
+])
+def test_the_pace_cap_is_lower_where_the_voice_was_not_judged_at_it(language, expected):
+    b = LatencyBudget(target_lag_s=2.0, max_pace=1.7, max_pace_converted=1.7, max_speed=1.2)
+    assert compression(5.0, 2.0, 1.0, b, language=language) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("backlog,expected", [(0.0, True), (0.3, True), (0.31, False),
                                               (5.0, False)])
 def test_words_are_voiced_early_only_while_the_listener_has_nothing_queued(backlog, expected):
