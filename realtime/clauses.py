@@ -19,6 +19,11 @@ MIN_EARLY_WORDS: dict[str, int] = {"fr": 6}
 DEFAULT_MIN_EARLY_WORDS = 3
 
 
+def ends_clause(word: str) -> bool:
+    """Whether ``word`` carries the punctuation that ends a clause ("lentos,", "años.")."""
+    return _CLAUSE_END.search(word) is not None
+
+
 def early_words(language: str) -> int:
     return MIN_EARLY_WORDS.get(language, DEFAULT_MIN_EARLY_WORDS)
 
@@ -70,7 +75,7 @@ class ClauseCutter:
         for i, word in enumerate(words):
             limit = self.first_max_words if self._first and not pieces else self.max_words
             full = i + 1 - start >= limit and not _ends_soon(words, i + 1)
-            if _CLAUSE_END.search(word) or full:
+            if ends_clause(word) or full:
                 pieces.append(" ".join(words[start:i + 1]))
                 start = i + 1
         rest = words[start:]
@@ -88,4 +93,4 @@ def _ends_soon(words: list[str], at: int) -> bool:
     """A clause ends within ``TINY_LAST_PIECE`` words from ``at``, among the words there
     already are: a piece full by its count takes them rather than leave them to be voiced
     alone ('... porque tienen plumas y puede' / 'volar.')."""
-    return any(_CLAUSE_END.search(w) for w in words[at:at + TINY_LAST_PIECE])
+    return any(ends_clause(w) for w in words[at:at + TINY_LAST_PIECE])

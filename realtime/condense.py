@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from babelcall.realtime.clauses import ends_clause
+
 # pronoun -> the ending the next word (its verb) must have
 _PRONOUNS: dict[str, dict[str, str]] = {
     "es": {"ellos": "n", "ellas": "n", "nosotros": "mos", "nosotras": "mos"},
@@ -30,7 +32,6 @@ _NOT_VERBS: dict[str, frozenset[str]] = {
                      "aún", "cuan", "cuán", "también", "mismos"}),
 }
 _EDGE = re.compile(r"^[¿¡\"'«(]*|[^\w]*$")
-_CLAUSE_END = re.compile(r"[,;:.!?…]['\"”»)]*$")
 
 
 def _bare(word: str) -> str:
@@ -51,7 +52,7 @@ def condense(text: str, language: str, *, before: str = "") -> str:
         ending = pronouns.get(word.lower())  # bare: punctuation after it ends the clause
         if ending is not None and i + 1 < len(words):
             prev = out[-1] if out else before
-            opens = not prev or _CLAUSE_END.search(prev) or _bare(prev) in openers
+            opens = not prev or ends_clause(prev) or _bare(prev) in openers
             verb = _bare(words[i + 1])
             if opens and verb.endswith(ending) and len(verb) > len(ending) + 1 \
                     and verb not in not_verbs and verb.isalpha():

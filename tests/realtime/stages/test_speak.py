@@ -29,17 +29,23 @@ async def finish(session):
     return events
 
 
+class RecordingTts(BeepTts):
+    """The stand-in voice, keeping what it was asked to say and how fast (per instance)."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.speeds: list[float] = []
+
+    def synthesize(self, text, *, language, voice=None, speed=1.0):
+        self.texts.append(text)
+        self.speeds.append(speed)
+        return super().synthesize(text, language=language, voice=voice, speed=speed)
+
+
 def test_catchup_speeds_up_when_behind_and_releases():
-    class SpeedTts(BeepTts):
-        speeds = []
-
-        def synthesize(self, text, *, language, voice=None, speed=1.0):
-            self.speeds.append(speed)
-            return super().synthesize(text, language=language, voice=voice, speed=speed)
-
     async def go():
         engines = fake_engines()
-        engines.tts = SpeedTts()
+        engines.tts = RecordingTts()
         sched = fake_scheduler(engines)
         session = Session(sched, SessionConfig("en", "es"))
         session.start()
@@ -201,16 +207,9 @@ def test_the_voice_says_less_than_the_captions_where_meaning_allows():
         def translate(self, sources, *, source, target, target_prefixes=None):
             return [said for _ in sources]
 
-    class TextTts(BeepTts):
-        texts = []
-
-        def synthesize(self, text, *, language, voice=None, speed=1.0):
-            self.texts.append(text)
-            return super().synthesize(text, language=language, voice=voice, speed=speed)
-
     async def go():
         engines = fake_engines(mt=FixedMt())
-        engines.tts = TextTts()
+        engines.tts = RecordingTts()
         session = Session(fake_scheduler(engines),
                           SessionConfig("en", "es", max_clause_words=3, first_clause_words=2))
         session.start()
