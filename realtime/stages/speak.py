@@ -54,6 +54,9 @@ class Speech:
         self.language = ctx.config.target
         # what the voice says: the captions keep the whole translation
         self.text = condense(text, self.language, before=before)
+        # a piece that opens its phrase is heard without the words before it
+        # (policy.FULL_PACE_WORDS); one that goes on from them is not counted
+        self.opening_words = None if before else len(self.text.split())
         self.voice, self.speed, self.profile = voice, speed, profile
         # how far behind the speaker the listener is now, read once a piece exists (its
         # length decides its re-timing, policy.compression); None: never re-timed
@@ -79,7 +82,7 @@ class Speech:
         if self.behind is not None:  # its length decides how much it is re-timed
             self.tempo = compression(self.behind(), len(pcm) / rate, self.speed, self.budget,
                                      converted=self.profile is not None,
-                                     language=self.language)
+                                     language=self.language, words=self.opening_words)
         if self.profile is not None and getattr(self.cloner, "retimes", False):
             return self.cloner.apply(pcm, rate, self.profile, voice=self.voice,
                                      tempo=self.tempo)  # one vocoder pass for both

@@ -119,6 +119,16 @@ def test_the_pace_cap_is_lower_where_the_voice_was_not_judged_at_it(language, ex
     assert compression(5.0, 2.0, 1.0, b, language=language) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("words, expected", [
+    (None, 1.7),                 # a piece that goes on from its phrase's words: not counted
+    (3, 1.5), (7, 1.5),          # a short piece heard with nothing before it
+    (8, 1.7), (20, 1.7),         # long enough to carry its own context
+])
+def test_a_short_piece_heard_alone_is_not_sped_up_to_the_full_cap(words, expected):
+    b = LatencyBudget(target_lag_s=2.0, max_pace=1.7, max_pace_converted=1.7, max_speed=1.2)
+    assert compression(5.0, 2.0, 1.0, b, language="es", words=words) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("backlog,expected", [(0.0, True), (0.3, True), (0.31, False),
                                               (5.0, False)])
 def test_words_are_voiced_early_only_while_the_listener_has_nothing_queued(backlog, expected):

@@ -221,3 +221,23 @@ def test_the_voice_says_less_than_the_captions_where_meaning_allows():
     assert " ".join(texts) == "Ana y ellos viven bien. Porque tienen plumas."
     captioned = " ".join(e.committed for e in events if isinstance(e, Translation))
     assert "Porque ellos tienen plumas." in captioned
+
+
+def test_a_short_piece_that_opens_its_phrase_is_held_to_the_safe_pace():
+    """Far behind, a piece is re-timed to the pace cap; a short one that opens its phrase (the
+    listener hears it with nothing before it) only to policy.SAFE_MAX_PACE."""
+    from babelcall.realtime.policy import SAFE_MAX_PACE
+    from babelcall.realtime.stages.speak import Speech
+
+    session = Session(fake_scheduler(fake_engines()), SessionConfig("en", "es"))
+    ctx = session._ctx
+
+    def tempo(text, before=""):
+        speech = Speech(ctx, text, None, 1.0, None, behind=lambda: 5.0, before=before)
+        assert speech.step() is not None
+        return speech.tempo
+
+    assert tempo("Ana vive bien.") == SAFE_MAX_PACE
+    assert tempo("vive bien con sus hijos.", before="Ana") == ctx.budget.max_pace
+    assert tempo("Ana vive bien con sus hijos en la casa.") == ctx.budget.max_pace
+    assert ctx.budget.max_pace > SAFE_MAX_PACE
