@@ -24,12 +24,17 @@ pytestmark = pytest.mark.timeout(240)
 
 CALLS = {  # name: (clip, source, target, seconds of it)
     "A": ("fleurs-en-004", "en", "es", None),  # many people don't think about them as...
-    "B": ("fleurs-en-003", "en", "es", 2.9),   # the cabbage juice changes color depending...
+    "B": ("fleurs-en-003", "en", "pt", 2.9),   # the cabbage juice changes color depending...
     "C": ("fleurs-es-003", "es", "en", 3.4),   # esto parece tener sentido
 }
 
 
-def test_three_callers_a_viewer_and_one_that_vanishes(engines):
+def test_three_callers_a_viewer_and_one_that_vanishes(all_pairs):
+    """Three target languages, through the translators ``babelcall serve`` loads (B heard
+    Spanish once: Apertium turned its half sentence into "El Jugo de la Col es colored según
+    qué acídico", which no listener could be expected to hear back; Bergamot's Portuguese
+    is a sentence)."""
+    engines = all_pairs
     t0 = time.monotonic()
 
     def log(what):
