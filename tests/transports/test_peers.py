@@ -22,10 +22,15 @@ from babelcall.clients.call import Caller
 
 pytestmark = pytest.mark.timeout(240)
 
-CALLS = {  # name: (clip, source, target, seconds of it)
-    "A": ("fleurs-en-004", "en", "es", None),  # many people don't think about them as...
-    "B": ("fleurs-en-003", "en", "pt", 2.9),   # the cabbage juice changes color depending...
-    "C": ("fleurs-es-003", "es", "en", 3.4),   # esto parece tener sentido
+# name: (clip, source, target, seconds of it, when it starts speaking). All connect at once
+# and their sessions overlap; the starts are 3 s apart so that two cores, or one (a machine
+# made slower), can voice what they say: four talkers starting together overload even two
+# cores, and then everything after a phrase's first piece is captioned only (overload's last
+# resort, which the speak stage's tests cover).
+CALLS = {
+    "A": ("fleurs-en-004", "en", "es", None, 0.5),  # many people don't think about them as...
+    "B": ("fleurs-en-003", "en", "pt", 2.9, 3.5),   # the cabbage juice changes color depending...
+    "C": ("fleurs-es-003", "es", "en", 3.4, 6.5),   # esto parece tener sentido
 }
 
 
@@ -43,9 +48,9 @@ def test_three_callers_a_viewer_and_one_that_vanishes(all_pairs):
     async def main():
         async with running_server(engines) as srv:
             hub = srv.hub
-            callers = {name: Caller(clip_track(clip, lead_in_s=0.5, seconds=secs), srv.url,
+            callers = {name: Caller(clip_track(clip, lead_in_s=start, seconds=secs), srv.url,
                                     params={"source": src, "target": tgt})
-                       for name, (clip, src, tgt, secs) in CALLS.items()}
+                       for name, (clip, src, tgt, secs, start) in CALLS.items()}
             leaver = Caller(clip_track("fleurs-en-000"), srv.url,
                             params={"source": "en", "target": "es"})
             await asyncio.gather(*(c.connect() for c in [*callers.values(), leaver]))
@@ -105,6 +110,8 @@ def test_three_callers_a_viewer_and_one_that_vanishes(all_pairs):
         assert {"transcript", "translation", "audio_out", "done"} <= kinds, name
     ref = reference(*CALLS["A"][:3])["tgt_ref"]
     assert sacrebleu.sentence_chrf(said["A"], [ref]).score > 30, said["A"]
-    # The viewer heard A's translation (and got A's captions on its own channel).
-    assert speech_seconds(to_16k(viewer.audio, 48000), 16000) > 0.8
+    # The viewer heard A's translation, as much of it as A did (and got A's captions on its
+    # own channel).
+    a_heard = speech_seconds(to_16k(callers["A"].audio, 48000), 16000)
+    assert speech_seconds(to_16k(viewer.audio, 48000), 16000) > 0.8 * a_heard
     assert any(r["type"] == "translation" for r in viewer.records)
