@@ -37,7 +37,8 @@ class LatencyBudget:
     # chrF 47.8 -> 47.2; en->pt after 2.70 -> 2.40 s, chrF 62.7 -> 63.5; es->en after 2.33 ->
     # 1.71 s, chrF 46.1 -> 45.5. Only a clause that would end later than target_lag_s is
     # re-timed, and only as much as that needs (policy.compression); French and Italian stay at
-    # 1.5x (policy.PACE_MEASURED), as does a piece of fewer than 8 words (policy.FULL_PACE_WORDS)
+    # 1.5x (policy.PACE_MEASURED), as does a piece of fewer than 8 words that opens its phrase
+    # (policy.FULL_PACE_WORDS)
     max_pace: float = 1.7
     # ... for a voice converted towards the caller's. Was 1.3 after one cloned clip lost 6
     # heard chrF points at 1.5-1.75x in a session; measured properly (5 en->es reference

@@ -132,9 +132,8 @@ def compression(behind_s: float, duration_s: float, speed: float,
     ``FULL_PACE_WORDS`` ``words``), the listener stays that close however long the talk.
     Only as much as the lag needs: a piece that fits is spoken at Kokoro's own pace."""
     pace = budget.max_pace_converted if converted else budget.max_pace
-    if language is not None and language not in PACE_MEASURED:
-        pace = min(pace, SAFE_MAX_PACE)
-    if words is not None and words < FULL_PACE_WORDS:
+    unmeasured = language is not None and language not in PACE_MEASURED
+    if unmeasured or (words is not None and words < FULL_PACE_WORDS):
         pace = min(pace, SAFE_MAX_PACE)
     cap = max(1.0, pace / max(speed, 1e-9))
     room = budget.target_lag_s - behind_s
