@@ -113,5 +113,5 @@ def test_three_callers_a_viewer_and_one_that_vanishes(all_pairs):
     # The viewer heard A's translation, as much of it as A did (and got A's captions on its
     # own channel).
     a_heard = speech_seconds(to_16k(callers["A"].audio, 48000), 16000)
-    assert speech_seconds(to_16k(viewer.audio, 48000), 16000) > 0.8 * a_heard
+    assert speech_seconds(to_16k(viewer.audio, 48000), 16000) > max(0.8, 0.8 * a_heard)
     assert any(r["type"] == "translation" for r in viewer.records)
