@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
                    help="with --longform: also two speakers of the first pair taking turns")
     p.add_argument("--dialogue-only", action="store_true",
                    help="with --longform: only the dialogue")
+    p.add_argument("--repeat", type=_at_least_one, default=1,
+                   help="with --longform: play each talk this many times and report each "
+                        "pair's median too (real time moves by seconds from run to run)")
     p.add_argument("--room", action="store_true",
                    help="a room on the real models in real time: one speaker per --room-langs "
                         "language taking turns, each heard by all the others (room.json/.md)")
@@ -65,6 +68,13 @@ def register(sub: Any) -> None:
                    help="with --fast: store the figures for babelcall languages")
     engine_args(p, languages=False)
     p.set_defaults(func=cmd_bench)
+
+
+def _at_least_one(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -321,10 +321,53 @@ TABLE_HEAD = ["| pair | mode | talk s | ear-voice p50 / p90 s | slope s/s | behi
               "heard chrF |", "|---|---|---|---|---|---|---|---|---|"]
 
 
+def _median(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.median(values)), 4) if values else None
+
+
+def medians(talks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per pair, the median of its runs' figures: a real-time run's lag moves by seconds
+    with what else the machine does, so one run cannot tell two policies apart."""
+    by_pair: dict[str, list[dict[str, Any]]] = {}
+    for r in talks:
+        by_pair.setdefault(r["pair"], []).append(r)
+    out = []
+    for pair, runs in by_pair.items():
+        after = [r["after_talk_s"] for r in runs if r["after_talk_s"] is not None]
+        out.append({
+            "pair": pair, "runs": len(runs),
+            "ear_voice_p50_s": _median([r["ear_voice_s"]["p50"] for r in runs]),
+            "ear_voice_p90_s": _median([r["ear_voice_s"]["p90"] for r in runs]),
+            "slope_s_per_s": _median([r["slope_s_per_s"] for r in runs]),
+            "worst_sentence_end_s": _median([max((x for x in r["sentence_end_lag_s"]
+                                                  if x is not None), default=None)
+                                             for r in runs]),
+            "after_talk_s": _median(after),
+            "after_talk_range_s": [min(after), max(after)] if after else None,
+            "heard_chrf": _median([r.get("heard_chrf") for r in runs])})
+    return out
+
+
+MEDIAN_HEAD = ["| pair | runs | ear-voice p50 / p90 s | slope s/s | worst sentence end s | "
+               "after the talk s (range) | heard chrF |", "|---|---|---|---|---|---|---|"]
+
+
+def median_row(m: dict[str, Any]) -> str:
+    spread = m["after_talk_range_s"]
+    after = f"{m['after_talk_s']} ({spread[0]}–{spread[1]})" if spread else "–"
+    return (f"| {m['pair']} | {m['runs']} | {m['ear_voice_p50_s']} / {m['ear_voice_p90_s']} | "
+            f"{m['slope_s_per_s']} | {m['worst_sentence_end_s']} | {after} | "
+            f"{m['heard_chrf']} |")
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [f"### babelcall bench --longform — {results['date']}, commit {results['commit']}, "
              f"{results['machine'].get('cpu', '?')}", "", *TABLE_HEAD]
     lines += [talk_row(r) for r in results.get("talks", [])]
+    if results.get("medians"):
+        lines += ["", "Median of each pair's runs:", "", *MEDIAN_HEAD]
+        lines += [median_row(m) for m in results["medians"]]
     if "dialogue" in results:
         d = results["dialogue"]
         lines += ["", f"Dialogue ({d['pair']}, turns alternate, {TURN_GAP_S} s between): "
@@ -352,7 +395,9 @@ def lag_plot(results: dict[str, Any], out: Path) -> Path | None:
     for r in runs:
         if r["lag_series"]:
             x, y = zip(*r["lag_series"], strict=True)
-            ax.plot(x, y, marker=".", linewidth=1, label=f"{r['pair']} ({r['mode'][:4]})")
+            run = f" run {r['run']}" if "run" in r else ""
+            ax.plot(x, y, marker=".", linewidth=1,
+                    label=f"{r['pair']} ({r['mode'][:4]}){run}")
     ax.axhline(2.5, color="grey", linestyle="--", linewidth=0.8)
     ax.set_xlabel("talk time (s): when the word was said")
     ax.set_ylabel("heard after (s)")
@@ -370,7 +415,8 @@ def lag_plot(results: dict[str, Any], out: Path) -> Path | None:
 
 async def run_longform(args: Any, engines: Any) -> dict[str, Any]:
     """``--pair`` may list pairs (``en-es,es-en,en-pt``): one talk each, made of that pair's
-    dev clips (``--clips`` of them); ``--dialogue``: also the first pair as a dialogue."""
+    dev clips (``--clips`` of them), each played ``--repeat`` times (the report adds each
+    pair's median); ``--dialogue``: also the first pair as a dialogue (once)."""
     import json
     from datetime import UTC, datetime
 
@@ -386,11 +432,16 @@ async def run_longform(args: Any, engines: Any) -> dict[str, Any]:
     results: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
         "machine": machine_info(args.device), "fast": args.fast, "talks": []}
+    repeat = args.repeat
     if not args.dialogue_only:
         for source, target in pairs:
             talk = make_talk(find_clips(eval_dir, source, target, args.clips), source, target,
                              out)
-            results["talks"].append(await run_talk(engines, talk, fast=args.fast))
+            for k in range(repeat):
+                run = await run_talk(engines, talk, fast=args.fast)
+                results["talks"].append({**run, "run": k + 1} if repeat > 1 else run)
+        if repeat > 1:
+            results["medians"] = medians(results["talks"])
     if args.dialogue or args.dialogue_only:
         source, target = pairs[0]
         a, b = make_dialogue(find_clips(eval_dir, source, target, args.clips),

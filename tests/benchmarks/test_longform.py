@@ -47,6 +47,38 @@ def test_word_lags_sentence_lags_and_captions():
     assert L.slope([(0, 1)]) is None
 
 
+def _run(pair, p50, ends, after, chrf, slope=0.01):
+    return {"pair": pair, "ear_voice_s": {"p50": p50, "p90": p50 + 1}, "slope_s_per_s": slope,
+            "sentence_end_lag_s": ends, "after_talk_s": after, "heard_chrf": chrf}
+
+
+@pytest.mark.parametrize("runs, want", [
+    # three runs of one pair: the middle of each figure, the worst sentence end per run
+    ([_run("en-es", 6.0, [5.0, 7.0], 7.5, 47.0), _run("en-es", 5.0, [4.0, None], 8.2, 46.0),
+      _run("en-es", 7.0, [9.0, 6.0], 6.9, 48.0)],
+     [{"pair": "en-es", "runs": 3, "ear_voice_p50_s": 6.0, "ear_voice_p90_s": 7.0,
+       "slope_s_per_s": 0.01, "worst_sentence_end_s": 7.0, "after_talk_s": 7.5,
+       "after_talk_range_s": [6.9, 8.2], "heard_chrf": 47.0}]),
+    # two pairs, two runs each: each pair on its own; an even count takes the mean of the two
+    ([_run("en-es", 2.0, [3.0], 2.0, 40.0), _run("es-en", 4.0, [2.0], None, 30.0),
+      _run("en-es", 3.0, [2.0], 3.0, 41.0), _run("es-en", 5.0, [None], 1.0, 32.0)],
+     [{"pair": "en-es", "runs": 2, "ear_voice_p50_s": 2.5, "ear_voice_p90_s": 3.5,
+       "slope_s_per_s": 0.01, "worst_sentence_end_s": 2.5, "after_talk_s": 2.5,
+       "after_talk_range_s": [2.0, 3.0], "heard_chrf": 40.5},
+      {"pair": "es-en", "runs": 2, "ear_voice_p50_s": 4.5, "ear_voice_p90_s": 5.5,
+       "slope_s_per_s": 0.01, "worst_sentence_end_s": 2.0, "after_talk_s": 1.0,
+       "after_talk_range_s": [1.0, 1.0], "heard_chrf": 31.0}]),
+])
+def test_repeated_runs_report_each_pair_s_median(runs, want):
+    """``--repeat``: real time moves by seconds from run to run; the report gives each
+    pair's median (a run with no figure is left out of that figure)."""
+    assert L.medians(runs) == want
+    row = L.median_row(want[0])
+    assert row.startswith(f"| {want[0]['pair']} | {want[0]['runs']} |")
+    lo, hi = want[0]["after_talk_range_s"]
+    assert f"{want[0]['after_talk_s']} ({lo}–{hi})" in row
+
+
 def test_a_quiet_reader_s_sentence_is_kept_whole():
     """fleurs-en-000 is read softly (frames peak at 0.015 RMS, most of it under 0.01): a
     loudness threshold cut it after 3.6 s, the voice detector keeps its 7.9 s of speech and
