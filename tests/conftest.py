@@ -32,12 +32,16 @@ def load_clip(name: str, rate: int = 16000) -> np.ndarray:
     return load_file(clip_path(name), rate)
 
 
-def reference(clip: str, source: str, target: str) -> dict:
+def references(source: str, target: str) -> list[dict]:
+    """Every dev clip's row of the source->target reference file (clip, src_ref, tgt_ref)."""
     with open(eval_dir() / f"refs-{source}-{target}.jsonl", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["clip"] == clip:
-                return row
+        return [json.loads(line) for line in f]
+
+
+def reference(clip: str, source: str, target: str) -> dict:
+    for row in references(source, target):
+        if row["clip"] == clip:
+            return row
     raise KeyError(clip)
 
 

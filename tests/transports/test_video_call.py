@@ -30,7 +30,7 @@ import av
 import numpy as np
 import pytest
 import sacrebleu
-from conftest import hear_back, load_clip, reference
+from conftest import hear_back, load_clip, reference, references
 from transport_utils import compact, running_server, speech_seconds, until
 from video_marks import MARKS_JS, PROBE_JS, frame_index_y4m, video_delay_ms
 
@@ -327,7 +327,8 @@ def check_heard(listener: Person, speaker: Person, judge) -> float | None:
     heard = judge(compact(listener.audio, 16000), listener.lang)
     score = sacrebleu.sentence_chrf(heard, [ref]).score
     others = [sacrebleu.sentence_chrf(heard, [row["tgt_ref"]]).score
-              for row in _rows(speaker.lang, listener.lang) if row["clip"] not in speaker.clips]
+              for row in references(speaker.lang, listener.lang)
+              if row["clip"] not in speaker.clips]
     as_voiced = sacrebleu.sentence_chrf(heard, [voiced]).score
     print(f"{listener.name} ({listener.lang}) heard {speaker.name}: chrF {score:.1f} against "
           f"the reference (other clips: at most {max(others):.1f}), {as_voiced:.1f} against "
@@ -343,15 +344,6 @@ def check_heard(listener: Person, speaker: Person, judge) -> float | None:
             (listener.name, speaker.name, voiced, length_s)
         assert _alnum(voiced) + _alnum(skipped) >= _alnum(said), (voiced, skipped, said)
     return score
-
-
-def _rows(source: str, target: str) -> list[dict]:
-    import json
-
-    from conftest import eval_dir
-
-    with open(eval_dir() / f"refs-{source}-{target}.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 def check_captions(listener: Person, speaker: Person, words: tuple[str, ...]) -> None:
