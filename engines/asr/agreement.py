@@ -48,37 +48,6 @@ _OPENING_NEXT_PROB: float | None = 0.5
 _OPENING_S = 0.3  # a word starting this close to the pass's start opens it
 
 
-# A run of this many words that the decoder prompt already holds is Whisper copying its prompt,
-# not the speaker repeating it. The es->en dialogue (Whisper translating), a new Spanish turn
-# ("Fue tanta la cantidad de gente..."): "Now, in 2002. Through the restactivity of the
-# Internet content. The focus is on the focus.": the previous turn's words, agreed on by two
-# passes and voiced.
-PROMPT_COPY_WORDS = 5
-
-
-def without_prompt_copies(words: list[Word], prompt: str,
-                          n: int = PROMPT_COPY_WORDS) -> list[Word]:
-    """``words`` less every run of ``n`` or more that appears, word for word, in ``prompt``
-    (case and punctuation aside)."""
-    said = [t for t in (re.sub(r"[^\w]", "", t.lower()) for t in prompt.split()) if t]
-    grams = {tuple(said[i:i + n]) for i in range(len(said) - n + 1)}
-    if not grams:
-        return words
-    keys = [_norm(w) for w in words]
-    out: list[Word] = []
-    i = 0
-    while i < len(words):
-        if tuple(keys[i:i + n]) in grams:
-            j = i + n  # the copy goes on while each next word extends a copied run
-            while j < len(words) and tuple(keys[j - n + 1:j + 1]) in grams:
-                j += 1
-            i = j
-            continue
-        out.append(words[i])
-        i += 1
-    return out
-
-
 def tidy(words: list[Word], *, seam: float | None = None) -> list[Word]:
     """One pass's words without what no listener should hear: a word or run of up to five
     that repeats the run just before it (Whisper's loops, "However, however"; a speaker's
@@ -204,7 +173,6 @@ class OnlineAsr:
         self._cut = False  # the buffer starts where a pass cut the phrase, not at its onset
         self._hyp = HypothesisBuffer()
         self._committed: list[Word] = []  # recent committed words, for the decoder prompt
-        self._asked = ""  # the prompt of the latest request()
 
     @property
     def buffer_end(self) -> float:
@@ -237,8 +205,7 @@ class OnlineAsr:
         """What the next pass transcribes: the phrase buffer and the decoder prompt. A live
         session sends these through the scheduler and hands the words to ``accept``; no
         audio may be inserted in between."""
-        self._asked = self._prompt()
-        return self._audio, self._asked
+        return self._audio, self._prompt()
 
     def accept(self, words: list[Word], *, settle: bool = False) -> list[Word]:
         """The words of a pass over ``request()``'s buffer (times from its start); returns
@@ -248,7 +215,6 @@ class OnlineAsr:
         silence after it; commit its whole hypothesis instead of waiting for a second pass to
         agree (or for the end of the phrase). It is what lets the translation of a short phrase
         start at a 0.2 s pause rather than when the voice detector declares the phrase over."""
-        words = without_prompt_copies(words, self._asked)
         self._hyp.insert(words, self._offset, seam=self._cut)
         committed = self._hyp.flush()
         if settle:

@@ -5,12 +5,7 @@ import numpy as np
 import pytest
 from conftest import load_clip, normalize
 
-from babelcall.engines.asr.agreement import (
-    HypothesisBuffer,
-    OnlineAsr,
-    tidy,
-    without_prompt_copies,
-)
+from babelcall.engines.asr.agreement import HypothesisBuffer, OnlineAsr, tidy
 from babelcall.realtime.types import Word, join_words
 
 
@@ -180,46 +175,6 @@ def test_a_repeated_run_is_heard_once(said, heard):
     looping (or a stutter): translated and voiced, it is only delay for the listener."""
     ws = [Word(f" {t}", i * 0.3, i * 0.3 + 0.3, 0.9) for i, t in enumerate(said.split())]
     assert join_words(tidy(ws)) == heard
-
-
-PROMPT = ("They can define their postures in the context of the other scripts. Through the "
-          "restactivity of the Internet content, they establish their own perspectives.")
-
-
-@pytest.mark.parametrize(("heard", "kept"), [
-    # the es->en dialogue: a new turn that opens with the previous turn's words
-    ("Now, in 2002. Through the restactivity of the Internet content. The focus is on",
-     "Now, in 2002. The focus is on"),
-    ("through the restactivity of the internet content", ""),  # case, punctuation aside
-    ("By the restactivity of the press", "By the restactivity of the press"),  # 4 words
-    ("So many people came that not everyone", "So many people came that not everyone"),
-    ("in the context of the other scripts and of the other scripts",  # a copy, then 4 words
-     "and of the other scripts"),
-])
-def test_a_run_the_prompt_holds_is_whisper_copying_it(heard, kept):
-    """``without_prompt_copies``: five or more words in a row that the decoder prompt already
-    holds are Whisper continuing its prompt, not the speaker saying them again."""
-    ws = [Word(f" {t}", i * 0.3, i * 0.3 + 0.3, 0.9) for i, t in enumerate(heard.split())]
-    assert join_words(without_prompt_copies(ws, PROMPT)) == kept
-    assert without_prompt_copies(ws, "") == ws
-
-
-def test_online_asr_drops_what_its_own_prompt_made_it_copy():
-    asr = ScriptedAsr([
-        words(("Hi", 0.0), ("there", 0.3), ("how", 0.6), ("are", 0.9), ("you.", 1.2)),
-        words(("Hi", 0.0), ("there", 0.3), ("how", 0.6), ("are", 0.9), ("you.", 1.2)),
-        # the next phrase, prompted with "Hi there how are you.": the copy, then its words
-        words(("hi", 0.0), ("there", 0.3), ("how", 0.6), ("are", 0.9), ("you", 1.2),
-              ("Fine", 1.6)),
-    ])
-    online = OnlineAsr(asr, language="en")
-    online.start(0.0, np.zeros(32000, dtype=np.float32))
-    online.process()
-    assert join_words(online.process() + online.finish()) == "Hi there how are you."
-    online.start(3.0, np.zeros(32000, dtype=np.float32))
-    online.process()
-    assert asr.prompts[-1].strip() == "Hi there how are you."
-    assert join_words(online.finish()) == "Fine"
 
 
 @pytest.mark.parametrize(("first", "seam", "kept"), [
