@@ -6,6 +6,7 @@ and rooms add and remove themselves only through its methods."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from babelcall.transports.rooms import Room
 
 log = logging.getLogger(__name__)
+LEFT_REMEMBERED = 1024  # room departures remembered for a late leave (see Hub.left)
 
 
 @dataclass
@@ -67,6 +69,15 @@ class Hub:
         self._closers: set[Callable[[], Awaitable[None]]] = set()
         self.closing = False
         self._warm: dict[tuple[str, str], asyncio.Future[None]] = {}  # pairs started
+        # The latest room departures, so that a leave arriving after the server already let
+        # the participant go (their connection closed first) is answered as done, not 404:
+        # a DELETE is idempotent, and a page that hangs up must not see an error for it.
+        self.left: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+
+    def record_left(self, room: str, pid: str) -> None:
+        self.left[(room, pid)] = None
+        while len(self.left) > LEFT_REMEMBERED:
+            self.left.popitem(last=False)
 
     async def start(self) -> None:
         await self.runtime.start()

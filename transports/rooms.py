@@ -250,6 +250,7 @@ class Room:
         p = self.participants.pop(pid, None)
         if p is None:
             return
+        self.hub.record_left(self.name, pid)
         after = _plan(list(self.participants.values()))
         closing = list(p.links.values())
         for q in self.participants.values():  # all state changes first, then the awaits
