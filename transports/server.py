@@ -345,10 +345,10 @@ async def room_join(request: web.Request) -> web.Response:
 
 async def room_leave(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    room = hub.rooms.get(request.match_info["room"])
-    pid = request.match_info["id"]
+    name, pid = request.match_info["room"], request.match_info["id"]
+    room = hub.rooms.get(name)
     if room is None or not room.knows(pid):
-        if (request.match_info["room"], pid) in hub.left:  # gone already: the leave is done
+        if (name, pid) in hub.left:  # gone already: the leave is done
             return web.json_response({"status": "closed"})
         raise SignalingError(404, "unknown_session", "no such participant in that room")
     await room.leave(pid)
